@@ -1,0 +1,222 @@
+"""Typed records that collapsebench plugins hand to the host.
+
+A provider hook (``collapsebench_architectures`` and friends) returns a list of these. Each
+record checks its own fields when it is made, so a malformed one fails at load time with the
+plugin's name attached, not in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*$")
+SCENARIOS = ("class", "task", "domain")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of an architecture, strategy, stream or evaluator.
+
+    The default fixes the type: a value given on the command line or in TOML is coerced to
+    it (an int option accepts ``3``, a float ``1e-4``, a list ``[256, 256]``).
+    """
+
+    name: str
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+            raise ValueError(f"option name {self.name!r} must be snake_case")
+        if not self.help or "\n" in self.help:
+            raise ValueError(f"option {self.name!r} needs a one-line help text")
+
+    def coerce(self, value: Any) -> Any:
+        """Return ``value`` as this option's type, or raise ValueError saying why not."""
+        kind = type(self.default)
+        if self.default is None or value is None:
+            result = value
+        elif kind is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                result = value.lower() in ("true", "1", "yes")
+            elif isinstance(value, bool):
+                result = value
+            else:
+                raise ValueError(f"expected true or false, got {value!r}")
+        elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            result = float(value)
+        elif kind in (list, tuple) and isinstance(value, (list, tuple)):
+            result = list(value)
+        elif isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            result = value
+        else:
+            raise ValueError(f"expected {kind.__name__}, got {value!r}")
+        if self.choices is not None and result not in self.choices:
+            raise ValueError(f"expected one of {', '.join(map(str, self.choices))}, got {value!r}")
+        return result
+
+
+@dataclass(frozen=True)
+class _Provided:
+    name: str
+    description: str
+    factory: Callable[..., Any]
+    options: tuple[Option, ...] = ()
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
+            raise ValueError(
+                f"{type(self).__name__} name {self.name!r} must be lower case letters, digits, '-' or '_'"
+            )
+        if not isinstance(self.description, str) or not self.description.strip() or "\n" in self.description:
+            raise ValueError(f"{type(self).__name__} {self.name!r} needs a one-line description")
+        if not callable(self.factory):
+            raise ValueError(f"{type(self).__name__} {self.name!r}: factory must be callable")
+        object.__setattr__(self, "options", tuple(self.options))
+        names = [o.name for o in self.options]
+        if len(names) != len(set(names)):
+            raise ValueError(f"{type(self).__name__} {self.name!r} declares an option twice")
+
+    def option_defaults(self) -> dict[str, Any]:
+        return {o.name: o.default for o in self.options}
+
+    def resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``given``, each value coerced; unknown keys are an error."""
+        from collapsebench.errors import CollapsebenchError, unknown_name_error
+
+        by_name = {o.name: o for o in self.options}
+        resolved = self.option_defaults()
+        for key, value in given.items():
+            if key not in by_name:
+                raise unknown_name_error(f"option of {self.name!r}", key, by_name)
+            try:
+                resolved[key] = by_name[key].coerce(value)
+            except ValueError as exc:
+                raise CollapsebenchError(f"Bad value for option {key!r} of {self.name!r}: {exc}.") from None
+        return resolved
+
+
+@dataclass(frozen=True)
+class Architecture(_Provided):
+    """A named model family.
+
+    ``factory(input_shape, n_classes, multihead, **options)`` returns a ``torch.nn.Module``
+    that implements ``collapsebench_taps()`` (see :mod:`collapsebench.taps`). With
+    ``multihead`` true it must accept task labels (an Avalanche ``MultiTaskModule``).
+    """
+
+
+@dataclass(frozen=True)
+class Strategy(_Provided):
+    """A named continual-learning strategy, or a component of one.
+
+    ``factory(context: StrategyContext, **options)`` returns :class:`StrategyParts`. Strategies
+    compose with ``+`` (``replay+cbp``): their Avalanche training plugins are concatenated.
+    """
+
+
+@dataclass(frozen=True)
+class Stream(_Provided):
+    """A named stream of experiences.
+
+    ``factory(context: StreamContext, **options)`` returns :class:`StreamData`.
+    """
+
+    scenarios: tuple[str, ...] = ("class",)
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "scenarios", tuple(self.scenarios))
+        if not self.scenarios or any(s not in SCENARIOS for s in self.scenarios):
+            raise ValueError(f"Stream {self.name!r}: scenarios must be drawn from {SCENARIOS}")
+
+    @property
+    def default_scenario(self) -> str:
+        return self.scenarios[0]
+
+
+@dataclass(frozen=True)
+class Evaluator(_Provided):
+    """A named measurement.
+
+    ``factory(context: EvaluatorContext, **options)`` returns a list of Avalanche metrics
+    (``PluginMetric``) that emit values named ``<metric>/<kind>/<layer>``.
+    """
+
+
+@dataclass(frozen=True)
+class Track:
+    """A benchmark protocol read from a TOML file: a fixed stream, model, budget and seeds."""
+
+    name: str
+    path: Path
+    description: str
+    config: Mapping[str, Any]
+    seeds: tuple[int, ...]
+    expected_minutes: float | None = None
+
+
+# --- what factories receive and return -------------------------------------------------
+
+
+@dataclass
+class StreamContext:
+    """What a stream factory needs besides its own options."""
+
+    seed: int
+    scenario: str
+    data_root: Path
+    download: bool = False
+
+
+@dataclass
+class StreamData:
+    """A built stream: the Avalanche benchmark plus what the model and evaluators need."""
+
+    benchmark: Any
+    input_shape: tuple[int, ...]
+    n_classes: int
+    scenario: str
+    #: Identifies the exact data (file hashes, sizes, subset): results on a sample never
+    #: mix with results on the full data set.
+    fingerprint: str
+    #: Continual ImageNet resets the output layer at the start of each task.
+    reset_head_each_experience: bool = False
+    description: str = ""
+
+
+@dataclass
+class StrategyContext:
+    """What a strategy factory needs besides its own options."""
+
+    model: Any
+    config: Any
+    stream: StreamData
+
+
+@dataclass
+class StrategyParts:
+    """What a strategy contributes to the run's Avalanche ``SupervisedTemplate``."""
+
+    #: Avalanche training plugins (``SupervisedPlugin``) appended to the strategy.
+    plugins: Sequence[Any] = field(default_factory=list)
+    #: An Avalanche template class to use instead of ``SupervisedTemplate``; at most one part
+    #: of a composition may set it.
+    template: type | None = None
+    #: Extra keyword arguments for the template's constructor.
+    template_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvaluatorContext:
+    """What an evaluator factory needs besides its own options."""
+
+    config: Any
+    stream: StreamData
+    probe: Any  # collapsebench.probe.ProbeSet
+    architecture_factory: Callable[[], Any]
