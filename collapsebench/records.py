@@ -219,4 +219,6 @@ class EvaluatorContext:
     config: Any
     stream: StreamData
     probe: Any  # collapsebench.probe.ProbeSet
+    #: Builds a fresh model of the run's architecture (for plasticity's from-scratch baseline).
     architecture_factory: Callable[[], Any]
+    recorder: Any = None  # collapsebench.evaluation.Recorder

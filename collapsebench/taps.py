@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch takes seconds to import; --help and listing must not pay for it
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,6 +43,8 @@ class Tap:
 
     def weight_matrix(self) -> torch.Tensor:
         """The layer's weights as one ``out x rest`` matrix, detached."""
+        import torch
+
         parts = [w.detach().reshape(w.shape[0], -1) for w in self.weights]
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 

@@ -13,6 +13,7 @@ import torch
 __all__ = [
     "singular_values",
     "erank",
+    "spectrum_erank",
     "stable_rank",
     "srank",
     "approx_rank",
@@ -56,16 +57,22 @@ def erank(matrix: torch.Tensor) -> torch.Tensor:
     out_dtype = matrix.dtype if matrix.dtype.is_floating_point else torch.float64
     if matrix.numel() == 0:
         return torch.zeros((), dtype=out_dtype, device=matrix.device)
-    sigma = torch.linalg.svdvals(matrix.to(torch.float64))
-    total = sigma.sum()
+    return spectrum_erank(torch.linalg.svdvals(matrix.to(torch.float64))).to(out_dtype)
+
+
+def spectrum_erank(magnitudes: torch.Tensor) -> torch.Tensor:
+    """erank of a spectrum given as non-negative values (σ's, or |λ|'s of a Hessian); 0 when all are 0.
+
+    Differentiable, with the p log p terms at p = 0 masked so that gradients stay finite.
+    """
+    total = magnitudes.sum()
     # A zero total would make every p a 0/0; dividing by 1 instead keeps the graph finite.
     nonzero_total = total > 0
-    p = sigma / torch.where(nonzero_total, total, torch.ones_like(total))
+    p = magnitudes / torch.where(nonzero_total, total, torch.ones_like(total))
     positive = p > 0
     # log(1) = 0 for masked entries so neither the value nor its gradient sees log(0).
     p_log_p = torch.where(positive, p * torch.log(torch.where(positive, p, torch.ones_like(p))), torch.zeros_like(p))
-    value = torch.where(nonzero_total, torch.exp(-p_log_p.sum()), torch.zeros_like(total))
-    return value.to(out_dtype)
+    return torch.where(nonzero_total, torch.exp(-p_log_p.sum()), torch.zeros_like(total))
 
 
 def stable_rank(matrix: torch.Tensor) -> float:

@@ -1,0 +1,190 @@
+"""The ``collapsebench`` command.
+
+Only ``run`` (and the commands that train) import torch and Avalanche; ``--help``, ``list`` and
+``plugins`` answer in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from collapsebench.errors import CollapsebenchError
+
+KIND_CHOICES = ("architectures", "strategies", "streams", "evaluators")
+
+
+def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plugin",
+        "-p",
+        action="append",
+        default=[],
+        metavar="PLUGIN",
+        help="load a collapsebench plugin: an installed entry-point name, a module, or a .py file (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="collapsebench",
+        description="Benchmark continual-learning strategies on accuracy and on collapse "
+        "(effective rank, dead units, Hessian spectrum, CKA).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="train and evaluate one configuration; write a run directory")
+    _add_plugin_flag(run)
+    run.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags (flags win)")
+    run.add_argument("--stream", help="stream name (default split-digits)")
+    run.add_argument("--scenario", choices=("class", "task", "domain"), help="default: the stream's own")
+    run.add_argument("--model", help="architecture name (default mlp)")
+    run.add_argument("--strategy", help="strategy name, or several joined by + (default naive)")
+    run.add_argument("--evaluators", help="comma-separated evaluator names (default erank)")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--epochs", type=int, help="passes over each experience (default 3)")
+    run.add_argument("--lr", type=float, help="learning rate (default 0.05)")
+    run.add_argument("--batch-size", type=int, help="training minibatch (default 32)")
+    run.add_argument("--optimizer", choices=("sgd", "adam"))
+    run.add_argument("--momentum", type=float)
+    run.add_argument("--weight-decay", type=float)
+    run.add_argument("--probe-size", type=int, help="held-out inputs for activation metrics (default 1000)")
+    run.add_argument("--device", help="cpu (default), cuda, cuda:N or mps")
+    run.add_argument("--data-root", help="where datasets live (default $COLLAPSEBENCH_DATA_ROOT or ./data)")
+    run.add_argument("--download", action="store_const", const=True, help="allow downloading missing datasets")
+    run.add_argument("--out", help="run directory (default runs/<stream>-<model>-<strategy>-seed<seed>)")
+    for kind in ("stream", "model", "strategy", "evaluator"):
+        run.add_argument(
+            f"--{kind}-option",
+            action="append",
+            default=[],
+            metavar="[NAME.]KEY=VALUE",
+            help=f"set an option of the {kind} (repeatable; `collapsebench list` shows them)",
+        )
+
+    plugins = commands.add_parser("plugins", help="list the loaded collapsebench plugins and what each provides")
+    _add_plugin_flag(plugins)
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+
+    listing = commands.add_parser("list", help="list architectures, strategies, streams or evaluators")
+    _add_plugin_flag(listing)
+    listing.add_argument("kind", nargs="?", choices=KIND_CHOICES, help="what to list (default: everything)")
+    listing.add_argument("pattern", nargs="?", default="*", help="shell-style wildcard, e.g. 'split-*'")
+    listing.add_argument("--details", action="store_true", help="show options (and parameter counts for models)")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except CollapsebenchError as exc:
+        print(f"collapsebench: error: {exc}", file=sys.stderr)
+        if exc.details:
+            print(exc.details.rstrip(), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("collapsebench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _registry(args):
+    from collapsebench.manager import build_manager
+    from collapsebench.registry import Registry
+
+    manager = build_manager(args.plugin)
+    return manager, Registry(manager)
+
+
+def cmd_plugins(args) -> int:
+    manager, registry = _registry(args)
+    rows = []
+    for name, info in manager.info.items():
+        provides = registry.provided_by(name)
+        rows.append(
+            {
+                "name": name,
+                "version": info.version,
+                "distribution": info.distribution,
+                "source": info.source,
+                "location": info.location,
+                "provides": provides,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from tabulate import tabulate
+
+    table = [
+        [r["name"], r["distribution"] or "-", r["version"] or "-",
+         "; ".join(f"{kind}: {', '.join(names)}" for kind, names in r["provides"].items()) or "(hooks only)"]
+        for r in rows
+    ]
+    print(tabulate(table, headers=["plugin", "distribution", "version", "provides"]))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from collapsebench.listing import describe
+
+    manager, registry = _registry(args)
+    kinds = [args.kind] if args.kind else list(KIND_CHOICES)
+    print(describe(registry, kinds, args.pattern, details=args.details, as_json=args.json))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from collapsebench.config import assign_component_option, build_config, load_toml, parse_assignment
+    from collapsebench.manager import build_manager
+    from collapsebench.registry import Registry
+
+    layers = [load_toml(args.config)] if args.config else []
+    flags = {
+        key: value
+        for key, value in vars(args).items()
+        if value is not None and key in (
+            "stream", "scenario", "model", "strategy", "evaluators", "seed", "epochs", "lr", "batch_size",
+            "optimizer", "momentum", "weight_decay", "probe_size", "device", "data_root", "download", "out",
+        )
+    }
+    plugins = list(dict.fromkeys([*(layers[0].get("plugins", []) if layers else []), *args.plugin]))
+    flags["plugins"] = plugins
+    config = build_config(*layers, flags)
+    manager = build_manager(config.plugins)
+    registry = Registry(manager)
+    for key, value in map(parse_assignment, args.stream_option):
+        config.stream_options[key] = value
+    for key, value in map(parse_assignment, args.model_option):
+        config.model_options[key] = value
+    for key, value in map(parse_assignment, args.strategy_option):
+        assign_component_option(config.strategy_options, config.strategy_components, registry, "strategy", key, value)
+    for key, value in map(parse_assignment, args.evaluator_option):
+        assign_component_option(config.evaluator_options, config.evaluators, registry, "evaluator", key, value)
+    from collapsebench.config import resolve_component_options
+
+    resolve_component_options(config, registry)  # reject bad names and options before importing Avalanche
+
+    print(f"collapsebench: {config.stream} / {config.model} / {config.strategy}, seed {config.seed} "
+          f"-> {config.run_dir()}", flush=True)
+    from collapsebench.runner import execute
+    from collapsebench.summary import render_summary
+
+    result = execute(config, manager, registry)
+    print(render_summary(result))
+    print(f"\nRun directory: {config.run_dir()}  (tensorboard --logdir {config.run_dir()})")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "list": cmd_list}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

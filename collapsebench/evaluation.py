@@ -1,0 +1,131 @@
+"""How evaluators plug into Avalanche: a metric base class and the run's record of measurements.
+
+An evaluator's factory returns :class:`CollapseMetric` instances. They are Avalanche metrics
+(``PluginMetric``), so Avalanche's ``EvaluationPlugin`` calls them and hands their values to
+its loggers (TensorBoard among them); each measurement is also kept as a plain record for
+``results.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from avalanche.evaluation import PluginMetric
+from avalanche.evaluation.metric_results import MetricValue
+
+PHASES = ("end", "start", "iteration")
+
+
+@dataclass
+class Measurement:
+    """One value an evaluator measured.
+
+    ``value`` (a float) goes to results.json and to TensorBoard as a scalar tagged
+    ``<name>/<kind>/<layer>``. ``data`` (JSON-able, e.g. a density's nodes and weights) goes
+    to results.json only; ``histogram`` (a tensor) and ``figure`` to TensorBoard only.
+    """
+
+    name: str
+    kind: str
+    layer: str
+    value: float | None = None
+    data: Any = None
+    histogram: torch.Tensor | None = None
+    figure: Any = None
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}/{self.kind}/{self.layer}"
+
+
+class Recorder:
+    """Every measurement of a run, in order, and the seconds the evaluators took."""
+
+    def __init__(self):
+        self.records: list[dict[str, Any]] = []
+        self.seconds = 0.0
+
+    def add(self, measurement: Measurement, experience: int, iteration: int, phase: str) -> None:
+        record = {
+            "name": measurement.name,
+            "kind": measurement.kind,
+            "layer": measurement.layer,
+            "experience": experience,
+            "value": None if measurement.value is None else float(measurement.value),
+            "phase": phase,
+            "iteration": iteration,
+        }
+        if measurement.data is not None:
+            record["data"] = measurement.data
+        self.records.append(record)
+
+    def series(self, name: str, kind: str, layer: str, phase: str = "end") -> list[float]:
+        """Past values of one measurement, oldest first (for peak normalization)."""
+        return [
+            r["value"]
+            for r in self.records
+            if (r["name"], r["kind"], r["layer"], r["phase"]) == (name, kind, layer, phase)
+        ]
+
+
+class CollapseMetric(PluginMetric):
+    """Base class of evaluator metrics.
+
+    Subclasses implement :meth:`measure`. By default it runs after each training experience;
+    ``every_n_iterations`` adds a measurement every N training iterations, and
+    ``at_experience_start`` one before the first update of every experience after the first.
+    """
+
+    def __init__(self, recorder: Recorder, every_n_iterations: int = 0, at_experience_start: bool = False):
+        super().__init__()
+        if every_n_iterations < 0:
+            raise ValueError("every_n_iterations must not be negative")
+        self.recorder = recorder
+        self.every_n_iterations = every_n_iterations
+        self.at_experience_start = at_experience_start
+
+    def measure(self, strategy, phase: str) -> Iterable[Measurement]:
+        raise NotImplementedError
+
+    def _emit(self, strategy, phase: str) -> list[MetricValue]:
+        started = time.perf_counter()
+        measurements = list(self.measure(strategy, phase))
+        self.recorder.seconds += time.perf_counter() - started
+        experience = strategy.experience.current_experience
+        step = strategy.clock.train_iterations
+        values = []
+        for m in measurements:
+            self.recorder.add(m, experience, step, phase)
+            suffix = "" if phase == "end" else f"_{phase}"
+            tag = f"{m.name}/{m.kind}{suffix}/{m.layer}"
+            if m.value is not None:
+                values.append(MetricValue(self, tag, float(m.value), step))
+            if m.histogram is not None:
+                values.append(MetricValue(self, f"{tag}/histogram", m.histogram.detach().cpu(), step))
+            if m.figure is not None:
+                values.append(MetricValue(self, f"{tag}/figure", m.figure, step))
+        return values
+
+    def after_training_exp(self, strategy):
+        return self._emit(strategy, "end")
+
+    def before_training_exp(self, strategy):
+        if self.at_experience_start and strategy.experience.current_experience > 0:
+            return self._emit(strategy, "start")
+        return None
+
+    def after_training_iteration(self, strategy):
+        n = self.every_n_iterations
+        if n and strategy.clock.train_exp_iterations % n == 0:
+            return self._emit(strategy, "iteration")
+        return None
+
+    def result(self):
+        return None
+
+    def reset(self):
+        pass

@@ -1,0 +1,102 @@
+"""The registry: name -> record, collected from the provider hooks of every loaded plugin.
+
+Each hook implementation is called on its own so that every record, every conflict and every
+failure is attributed to the plugin that caused it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import traceback
+from dataclasses import dataclass
+
+from collapsebench.errors import CollapsebenchError, unknown_name_error
+from collapsebench.manager import PluginManager
+from collapsebench.records import Architecture, Evaluator, Strategy, Stream
+
+#: kind -> (hook name, record type)
+KINDS = {
+    "architecture": ("collapsebench_architectures", Architecture),
+    "strategy": ("collapsebench_strategies", Strategy),
+    "stream": ("collapsebench_streams", Stream),
+    "evaluator": ("collapsebench_evaluators", Evaluator),
+}
+PLURALS = {
+    "architectures": "architecture",
+    "strategies": "strategy",
+    "streams": "stream",
+    "evaluators": "evaluator",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    record: Architecture | Strategy | Stream | Evaluator
+    plugin: str
+
+
+class Registry:
+    """Every named architecture, strategy, stream and evaluator the loaded plugins provide."""
+
+    def __init__(self, manager: PluginManager):
+        self.manager = manager
+        self._entries: dict[str, dict[str, Entry]] = {kind: self._collect(kind) for kind in KINDS}
+
+    def _collect(self, kind: str) -> dict[str, Entry]:
+        hook_name, record_type = KINDS[kind]
+        entries: dict[str, Entry] = {}
+        # pluggy calls implementations last-registered first; reverse for load order.
+        for impl in reversed(getattr(self.manager.hook, hook_name).get_hookimpls()):
+            plugin = impl.plugin_name
+            try:
+                records = impl.function() or []
+            except CollapsebenchError:
+                raise
+            except Exception as exc:
+                raise CollapsebenchError(
+                    f"collapsebench plugin {plugin!r} failed in {hook_name}(): {type(exc).__name__}: {exc}",
+                    details=traceback.format_exc(),
+                ) from None
+            for record in records:
+                if not isinstance(record, record_type):
+                    raise CollapsebenchError(
+                        f"collapsebench plugin {plugin!r} returned {type(record).__name__} from "
+                        f"{hook_name}(); expected collapsebench.{record_type.__name__} records."
+                    )
+                if record.name in entries:
+                    raise CollapsebenchError(
+                        f"Two collapsebench plugins provide the {kind} {record.name!r}: "
+                        f"{entries[record.name].plugin!r} and {plugin!r}. Uninstall or rename one of them."
+                    )
+                entries[record.name] = Entry(record, plugin)
+        return entries
+
+    def names(self, kind: str, pattern: str = "*") -> list[str]:
+        """Sorted names of one kind, filtered by a shell-style wildcard (``"split-*"``)."""
+        return sorted(n for n in self._entries[kind] if fnmatch.fnmatchcase(n, pattern))
+
+    def entry(self, kind: str, name: str) -> Entry:
+        try:
+            return self._entries[kind][name]
+        except KeyError:
+            raise unknown_name_error(
+                kind, name, self._entries[kind], hint=f"`collapsebench list {kind_plural(kind)}` describes them."
+            ) from None
+
+    def get(self, kind: str, name: str):
+        return self.entry(kind, name).record
+
+    def entries(self, kind: str) -> list[Entry]:
+        return [self._entries[kind][n] for n in self.names(kind)]
+
+    def provided_by(self, plugin: str) -> dict[str, list[str]]:
+        """What one plugin provides: kind -> names."""
+        return {
+            kind: sorted(n for n, e in entries.items() if e.plugin == plugin)
+            for kind, entries in self._entries.items()
+            if any(e.plugin == plugin for e in entries.values())
+        }
+
+
+def kind_plural(kind: str) -> str:
+    return {v: k for k, v in PLURALS.items()}[kind]

@@ -1,0 +1,242 @@
+"""One run: build the stream, model, strategy and evaluators from the registry, let Avalanche
+train and evaluate, and write the run directory.
+
+Avalanche's ``SupervisedTemplate`` does all training and evaluation; this module only wires
+the parts together and records what happened.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from collapsebench import results as results_io
+from collapsebench.config import RunConfig, resolve_component_options
+from collapsebench.errors import CollapsebenchError
+from collapsebench.evaluation import Recorder
+from collapsebench.manager import PluginManager
+from collapsebench.metrics.accuracy import summarize
+from collapsebench.probe import ProbeSet
+from collapsebench.progress import ProgressLogger
+from collapsebench.records import EvaluatorContext, StrategyContext, StrategyParts, StreamContext, StreamData
+from collapsebench.registry import Registry
+from collapsebench.taps import taps_of
+
+ACCURACY_PREFIX = "Top1_Acc_Exp/eval_phase/test_stream/"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_stream(config: RunConfig, registry: Registry, options: dict[str, Any]) -> StreamData:
+    record = registry.get("stream", config.stream)
+    context = StreamContext(
+        seed=config.seed,
+        scenario=config.scenario or record.default_scenario,
+        data_root=Path(config.data_root).expanduser(),
+        download=config.download,
+    )
+    stream = _call_factory(registry, "stream", config.stream, context, **options)
+    if not isinstance(stream, StreamData):
+        raise CollapsebenchError(f"Stream {config.stream!r} factory returned {type(stream).__name__}, not StreamData.")
+    return stream
+
+
+def build_model(config: RunConfig, registry: Registry, stream: StreamData, options: dict[str, Any]):
+    model = _call_factory(
+        registry, "architecture", config.model, tuple(stream.input_shape), stream.n_classes, stream.scenario == "task", **options
+    )
+    taps_of(model)  # fail now, naming the model, if it declares no tapped layers
+    return model
+
+
+def _call_factory(registry: Registry, kind: str, name: str, *args, **kwargs):
+    entry = registry.entry(kind, name)
+    try:
+        return entry.record.factory(*args, **kwargs)
+    except CollapsebenchError:
+        raise
+    except Exception as exc:
+        import traceback
+
+        raise CollapsebenchError(
+            f"The {kind} {name!r} (from collapsebench plugin {entry.plugin!r}) failed to build: "
+            f"{type(exc).__name__}: {exc}",
+            details=traceback.format_exc(),
+        ) from None
+
+
+def compose_strategy(parts: list[tuple[str, StrategyParts]]) -> StrategyParts:
+    """One ``StrategyParts`` from several: Avalanche training plugins concatenated in order."""
+    template_owners = [(name, p) for name, p in parts if p.template is not None]
+    if len(template_owners) > 1:
+        names = ", ".join(name for name, _ in template_owners)
+        raise CollapsebenchError(f"Strategies {names} each bring their own Avalanche template; only one may.")
+    composed = StrategyParts(plugins=[plugin for _, p in parts for plugin in p.plugins])
+    if template_owners:
+        composed.template = template_owners[0][1].template
+    for _, p in parts:
+        composed.template_kwargs = {**composed.template_kwargs, **p.template_kwargs}
+    return composed
+
+
+def make_optimizer(config: RunConfig, model):
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def accuracy_row(eval_results: dict[str, float], n_experiences: int) -> list[float]:
+    """Row of the accuracy matrix from Avalanche's per-experience accuracy metrics."""
+    by_experience = {}
+    for key, value in eval_results.items():
+        if key.startswith(ACCURACY_PREFIX):
+            by_experience[int(key.rsplit("/Exp", 1)[1])] = float(value)
+    missing = [j for j in range(n_experiences) if j not in by_experience]
+    if missing:
+        raise CollapsebenchError(f"Avalanche reported no accuracy for test experiences {missing}.")
+    return [by_experience[j] for j in range(n_experiences)]
+
+
+def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=print) -> dict[str, Any]:
+    """Run one benchmark and write its run directory; return the result."""
+    from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+    from avalanche.logging import TensorboardLogger
+    from avalanche.training.plugins import EvaluationPlugin
+    from avalanche.training.templates import SupervisedTemplate
+
+    options = resolve_component_options(config, registry)
+    manager.hook.collapsebench_configure_run(config=config)
+    run_dir = config.run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / results_io.RESULTS_FILE).unlink(missing_ok=True)  # a stale result must not pass for this run
+    seed_everything(config.seed)
+    started = time.perf_counter()
+
+    stream = build_stream(config, registry, options["stream"][config.stream])
+    model = build_model(config, registry, stream, options["model"][config.model])
+    train_stream, test_stream = stream.benchmark.train_stream, stream.benchmark.test_stream
+    n_experiences = len(train_stream)
+    probe = ProbeSet.draw(test_stream, config.probe_size, config.seed)
+
+    recorder = Recorder()
+    evaluator_context = EvaluatorContext(
+        config=config,
+        stream=stream,
+        probe=probe,
+        architecture_factory=lambda: build_model(config, registry, stream, options["model"][config.model]),
+        recorder=recorder,
+    )
+    metrics = []
+    for name in config.evaluators:
+        metrics.extend(_call_factory(registry, "evaluator", name, evaluator_context, **options["evaluator"][name]))
+
+    strategy_context = StrategyContext(model=model, config=config, stream=stream)
+    parts = compose_strategy(
+        [(name, _call_factory(registry, "strategy", name, strategy_context, **options["strategy"][name]))
+         for name in config.strategy_components]
+    )
+    progress = ProgressLogger(n_experiences, echo=echo)
+    evaluation = EvaluationPlugin(
+        accuracy_metrics(experience=True, stream=True),
+        loss_metrics(epoch=True),
+        *metrics,
+        loggers=[TensorboardLogger(run_dir), progress],
+    )
+    template_cls = parts.template or SupervisedTemplate
+    strategy = template_cls(
+        model=model,
+        optimizer=make_optimizer(config, model),
+        criterion=torch.nn.CrossEntropyLoss(),
+        train_mb_size=config.batch_size,
+        train_epochs=config.epochs,
+        eval_mb_size=config.eval_batch_size,
+        device=config.device,
+        plugins=list(parts.plugins),
+        evaluator=evaluation,
+        **parts.template_kwargs,
+    )
+
+    matrix: list[list[float]] = []
+    timing = {"build": time.perf_counter() - started, "train": 0.0, "evaluate": 0.0}
+    status = "complete"
+    try:
+        for experience in train_stream:
+            if stream.reset_head_each_experience and experience.current_experience > 0:
+                model.collapsebench_reset_head()
+            tick = time.perf_counter()
+            strategy.train(experience)
+            timing["train"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            matrix.append(accuracy_row(strategy.eval(test_stream), n_experiences))
+            timing["evaluate"] += time.perf_counter() - tick
+            progress.accuracy_row(matrix[-1])
+    except KeyboardInterrupt:
+        status = "partial"
+        echo(f"\nInterrupted after {len(matrix)} of {n_experiences} experiences; writing a partial result.")
+
+    # Avalanche's evaluation metrics ran inside train(); take their share out of training time.
+    timing["evaluators"] = recorder.seconds
+    timing["train"] -= recorder.seconds
+    timing["total"] = time.perf_counter() - started
+    result = {
+        "schema_version": results_io.SCHEMA_VERSION,
+        "status": status,
+        "config": {**config.to_dict(), "resolved_options": options, "plugins": _plugin_versions(manager)},
+        "environment": results_io.environment(),
+        "stream": {
+            "description": stream.description,
+            "scenario": stream.scenario,
+            "n_experiences": n_experiences,
+            "input_shape": list(stream.input_shape),
+            "n_classes": stream.n_classes,
+            "fingerprint": stream.fingerprint,
+            "classes_per_experience": _classes_per_experience(train_stream),
+        },
+        "probe": probe.summary(),
+        "taps": [{"name": t.name, "width": t.width} for t in taps_of(model)],
+        "accuracy_matrix": matrix,
+        "summary": summarize(matrix) if len(matrix) == n_experiences else {},
+        "metrics": recorder.records,
+        "timing": timing,
+    }
+    if status == "complete":
+        results_io.atomic_write_bytes(run_dir / "model.pt", _state_dict_bytes(model))
+    results_io.write_json(run_dir / results_io.RESULTS_FILE, result)
+    evaluation.loggers[0].writer.close()  # flush TensorBoard events before anyone reads them
+    manager.hook.collapsebench_result_recorded(result=result, run_dir=run_dir)
+    if status == "partial":
+        raise KeyboardInterrupt
+    return result
+
+
+def _state_dict_bytes(model) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def _classes_per_experience(train_stream) -> list[list[int]]:
+    classes = []
+    for experience in train_stream:
+        in_experience = getattr(experience, "classes_in_this_experience", None)
+        classes.append(sorted(int(c) for c in in_experience) if in_experience is not None else [])
+    return classes
+
+
+def _plugin_versions(manager: PluginManager) -> list[dict[str, Any]]:
+    return [
+        {"name": info.name, "source": info.source, "location": info.location,
+         "distribution": info.distribution, "version": info.version}
+        for info in manager.info.values()
+    ]
