@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collapsebench import Option, Stream, hookimpl
 
+from .catalog import STREAMS as DATASET_STREAMS
+
 
 def _split_digits(context, **options):
     from .digits import build_split_digits
@@ -24,4 +26,5 @@ def collapsebench_streams():
                 Option("test_fraction", 0.2, "held-out fraction, stratified by class with the run's seed"),
             ),
         ),
+        *DATASET_STREAMS,
     ]

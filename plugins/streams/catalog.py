@@ -1,0 +1,138 @@
+"""The records of the data-set streams: names, options, scenarios.
+
+Kept free of torch and Avalanche so that listing plugins stays fast; each factory imports its
+loader module when a run builds the stream.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from collapsebench import Option, Stream
+
+
+def _lazy(module: str, function: str):
+    def factory(context, **options):
+        return getattr(import_module(f"{__package__}.{module}"), function)(context, **options)
+
+    factory.__name__ = function
+    factory.__qualname__ = function
+    return factory
+
+
+def _class_order_options(n_classes: int) -> tuple[Option, ...]:
+    return (
+        Option(
+            "class_order",
+            [],
+            f"explicit order of the {n_classes} classes (empty: a random order drawn with class_order_seed)",
+        ),
+        Option("class_order_seed", None, "seed of the random class order (default: the run's seed)"),
+    )
+
+
+def _subset_options(what: str = "experience") -> tuple[Option, ...]:
+    return (
+        Option("train_subset", 0, f"keep this many training samples per {what}, class-balanced (0: all)"),
+        Option("test_subset", 0, f"keep this many test samples per {what}, class-balanced (0: all)"),
+    )
+
+
+STREAMS = (
+    Stream(
+        name="split-mnist",
+        description="MNIST in 5 experiences of 2 digits (torchvision's raw IDX files under the data root)",
+        factory=_lazy("mnist", "build_split_mnist"),
+        scenarios=("class", "task"),
+        options=(
+            Option("n_experiences", 5, "number of experiences; the 10 digits are divided evenly"),
+            *_class_order_options(10),
+            *_subset_options(),
+        ),
+    ),
+    Stream(
+        name="permuted-mnist",
+        description="MNIST under a fixed random pixel permutation per experience (Dohare's online setting: 800)",
+        factory=_lazy("mnist", "build_permuted_mnist"),
+        scenarios=("domain",),
+        options=(
+            Option("n_experiences", 10, "number of permutations (Dohare et al.: 800)"),
+            Option("permutation_seed", None, "seed of the permutations (default: the run's seed)"),
+            *_subset_options(),
+        ),
+    ),
+    Stream(
+        name="split-cifar10",
+        description="CIFAR-10 in 2 experiences of 5 classes (Ramasesh et al.) or 5 of 2",
+        factory=_lazy("cifar", "build_split_cifar10"),
+        scenarios=("class", "task"),
+        options=(
+            Option("n_experiences", 2, "number of experiences; the 10 classes are divided evenly"),
+            *_class_order_options(10),
+            *_subset_options(),
+        ),
+    ),
+    Stream(
+        name="split-cifar100",
+        description="CIFAR-100 in 10 or 20 experiences of equal class groups",
+        factory=_lazy("cifar", "build_split_cifar100"),
+        scenarios=("class", "task"),
+        options=(
+            Option("n_experiences", 10, "number of experiences; the 100 classes are divided evenly"),
+            *_class_order_options(100),
+            *_subset_options(),
+        ),
+    ),
+    Stream(
+        name="cifar100-shift",
+        description="CIFAR-100 20-way superclass task; each experience has different subclasses of every superclass",
+        factory=_lazy("cifar", "build_cifar100_shift"),
+        scenarios=("domain", "task"),
+        options=(
+            Option(
+                "n_experiences",
+                5,
+                "number of experiences (1 to 5); each takes 5 // n_experiences subclasses of every superclass",
+            ),
+            Option("class_order_seed", None, "seed of the subclass assignment (default: the run's seed)"),
+            *_subset_options(),
+        ),
+    ),
+    Stream(
+        name="continual-imagenet32",
+        description="Dohare's Continual ImageNet: binary tasks on pairs of 32x32 ImageNet classes, head reset per task",
+        factory=_lazy("imagenet32", "build_continual_imagenet32"),
+        scenarios=("domain", "task"),
+        options=(
+            Option("n_experiences", 2000, "number of binary tasks (Dohare et al.: 2,000 or 5,000)"),
+            Option("n_classes", 1000, "use ImageNet classes 1..n_classes; pairs repeat once all are used"),
+            Option("train_per_class", 600, "training images per class (the first ones in the training batches)"),
+            Option("test_per_class", 100, "test images per class (the next ones, or the validation set's)"),
+            Option(
+                "test_images",
+                "train",
+                "where test images come from: 'train' (Dohare's 700 per class) or 'val' (val_data.npz)",
+                choices=("train", "val"),
+            ),
+            Option("class_order_seed", None, "seed of the class pairing (default: the run's seed)"),
+        ),
+    ),
+    Stream(
+        name="random-labels",
+        description="another stream's inputs with labels shuffled within each experience: a pure plasticity probe",
+        factory=_lazy("random_labels", "build_random_labels"),
+        scenarios=("class", "task", "domain"),
+        options=(
+            Option("base", "split-mnist", "the stream whose inputs are used"),
+            Option("base_options", {}, "options of the base stream, as a table"),
+            Option("label_seed", None, "seed of the label shuffles (default: the run's seed)"),
+            Option(
+                "evaluate_on",
+                "train",
+                "test each experience on its own shuffled training samples ('train': memorization) or on "
+                "the base's test samples with shuffled labels ('test': chance by construction)",
+                choices=("train", "test"),
+            ),
+        ),
+    ),
+)
