@@ -200,9 +200,13 @@ def build_cifar100_shift(
     parts = []
     for fine_group in subclasses:
         group = torch.tensor(fine_group)
-        train_mask, test_mask = torch.isin(data.train_y, group), torch.isin(data.test_y, group)
+        train_rows = torch.isin(data.train_y, group).nonzero().squeeze(1)
+        test_rows = torch.isin(data.test_y, group).nonzero().squeeze(1)
         parts.append(
-            ((data.train_x[train_mask], data.train_coarse[train_mask]), (data.test_x[test_mask], data.test_coarse[test_mask]))
+            (
+                (tensors.rows(data.train_x, train_rows), tensors.rows(data.train_coarse, train_rows)),
+                (tensors.rows(data.test_x, test_rows), tensors.rows(data.test_coarse, test_rows)),
+            )
         )
     benchmark = tensors.build_benchmark(
         None, None, None, None, parts, context.scenario,

@@ -138,7 +138,7 @@ class PermutedImages(Dataset):
 
     def __init__(self, flat_images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, permutation: torch.Tensor):
         self.flat_images = flat_images
-        self.labels = labels[indices]
+        self.labels = tensors.rows(labels, indices)
         self.indices = indices
         self.permutation = permutation
 
@@ -146,7 +146,7 @@ class PermutedImages(Dataset):
         return len(self.indices)
 
     def __getitem__(self, index):
-        image = self.flat_images[self.indices[index]][self.permutation]
+        image = self.flat_images[self.indices[index]].index_select(0, self.permutation)
         return image.view(INPUT_SHAPE), self.labels[index]
 
 
@@ -178,9 +178,9 @@ def build_permuted_mnist(
     train, test = [], []
     for permutation in permutations(n_experiences, seed):
         keep = tensors.balanced_subset(data.train_y, train_subset, subsets)
-        train.append(tensors.view_dataset(PermutedImages(train_flat, data.train_y, keep, permutation), data.train_y[keep]))
+        train.append(tensors.view_dataset(PermutedImages(train_flat, data.train_y, keep, permutation), tensors.rows(data.train_y, keep)))
         keep = tensors.balanced_subset(data.test_y, test_subset, subsets)
-        test.append(tensors.view_dataset(PermutedImages(test_flat, data.test_y, keep, permutation), data.test_y[keep]))
+        test.append(tensors.view_dataset(PermutedImages(test_flat, data.test_y, keep, permutation), tensors.rows(data.test_y, keep)))
     classes = [set(range(10))] * n_experiences
     settings = {"train_subset": train_subset, "test_subset": test_subset}
     return StreamData(

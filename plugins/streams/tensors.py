@@ -139,10 +139,10 @@ def build_benchmark(
     for index, ((tx, ty), (vx, vy)) in enumerate(parts):
         label = task_label_for(scenario, index)
         keep = balanced_subset(ty, train_subset, generator)
-        train.append(tensor_dataset(tx[keep], ty[keep], label))
-        classes.append(set(torch.unique(ty[keep]).tolist()))
+        train.append(tensor_dataset(rows(tx, keep), rows(ty, keep), label))
+        classes.append(set(torch.unique(rows(ty, keep)).tolist()))
         keep = balanced_subset(vy, test_subset, generator)
-        test.append(tensor_dataset(vx[keep], vy[keep], label))
+        test.append(tensor_dataset(rows(vx, keep), rows(vy, keep), label))
     return assemble(train, test, classes)
 
 
@@ -155,10 +155,19 @@ def split_by_classes(train_x, train_y, test_x, test_y, class_groups) -> list[Exp
     parts = []
     for group in class_groups:
         group = torch.as_tensor([int(c) for c in group], dtype=torch.long)
-        train_mask = torch.isin(train_y, group)
-        test_mask = torch.isin(test_y, group)
-        parts.append(((train_x[train_mask], train_y[train_mask]), (test_x[test_mask], test_y[test_mask])))
+        train_rows = torch.isin(train_y, group).nonzero().squeeze(1)
+        test_rows = torch.isin(test_y, group).nonzero().squeeze(1)
+        parts.append(((rows(train_x, train_rows), rows(train_y, train_rows)), (rows(test_x, test_rows), rows(test_y, test_rows))))
     return parts
+
+
+def rows(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``tensor[indices]`` along the first dimension.
+
+    ``index_select`` rather than advanced indexing: on a busy 2-core machine the latter paid
+    10-20 ms a call (waking threads) even for a few rows; ``index_select`` pays microseconds.
+    """
+    return tensor.index_select(0, indices)
 
 
 def renumber(labels: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
@@ -177,14 +186,14 @@ def balanced_subset(labels: torch.Tensor, size: int, generator: torch.Generator)
     if size <= 0 or size >= n:
         return torch.arange(n)
     order = torch.randperm(n, generator=generator)
-    shuffled = labels[order]
+    shuffled = rows(labels, order)
     # Each sample's rank among the shuffled samples of its class: taking the lowest ranks
     # first takes one of every class, then a second of every class, and so on.
     rank = torch.empty(n, dtype=torch.long)
     for value in torch.unique(shuffled):
         where = (shuffled == value).nonzero(as_tuple=True)[0]
         rank[where] = torch.arange(len(where))
-    chosen = order[torch.sort(rank, stable=True).indices[:size]]
+    chosen = rows(order, torch.sort(rank, stable=True).indices[:size])
     return torch.sort(chosen).values
 
 
