@@ -155,12 +155,12 @@ def test_idx_reader_reads_what_was_written_and_rejects_garbage(tmp_path):
 def test_split_mnist_class_incremental(mnist_root):
     stream = build("split-mnist", mnist_root, class_order=[3, 1, 4, 0, 5, 9, 2, 6, 8, 7])
     assert stream.scenario == "class" and stream.n_classes == 10 and stream.input_shape == (1, 28, 28)
-    expected = [{3, 1}, {4, 0}, {5, 9}, {2, 6}, {8, 7}]
+    expected = [[1, 3], [0, 4], [5, 9], [2, 6], [7, 8]]
     for side, per_class in ((stream.benchmark.train_stream, 6), (stream.benchmark.test_stream, 3)):
         assert len(side) == 5
         for experience, classes in zip(side, expected):
             x, y, t = all_samples(experience.dataset)
-            assert set(y.tolist()) == classes == experience.classes_in_this_experience
+            assert sorted(set(y.tolist())) == classes == experience.classes_in_this_experience
             assert len(y) == 2 * per_class
             assert t.tolist() == [0] * len(t) and experience.task_label == 0
             # the label travels with its own image, standardized as documented
@@ -173,7 +173,7 @@ def test_split_mnist_class_incremental(mnist_root):
 
 def test_split_mnist_class_order_follows_its_seed(mnist_root):
     def groups(**options):
-        return [sorted(e.classes_in_this_experience) for e in build("split-mnist", mnist_root, **options).benchmark.train_stream]
+        return [e.classes_in_this_experience for e in build("split-mnist", mnist_root, **options).benchmark.train_stream]
 
     assert groups(class_order_seed=5) == groups(class_order_seed=5) == groups(seed=5)
     assert groups(class_order_seed=5) != groups(class_order_seed=6)
@@ -265,6 +265,23 @@ def test_download_asks_torchvision_only_when_allowed(tmp_path, monkeypatch, mnis
     assert len(calls) == 2
 
 
+def test_task_incremental_stream_drives_avalanches_multi_head_model(mnist_root):
+    from avalanche.models import MTSimpleMLP
+    from avalanche.training import Naive
+    from avalanche.training.plugins import EvaluationPlugin
+
+    stream = build("split-mnist", mnist_root, scenario="task")
+    model = MTSimpleMLP(hidden_size=8)
+    strategy = Naive(
+        model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), train_mb_size=4, train_epochs=1,
+        evaluator=EvaluationPlugin(loggers=[]),
+    )
+    for experience in stream.benchmark.train_stream[:2]:
+        strategy.train(experience)  # adds a head per task label, masks by classes_in_this_experience
+    assert sorted(model.classifier.classifiers.keys()) == ["0", "1"]
+    assert model.classifier.active_units_T1.tolist() == [1, 1]
+
+
 # --- permuted-mnist ---------------------------------------------------------------------------
 
 
@@ -277,7 +294,7 @@ def test_permuted_mnist_permutes_pixels_per_experience(mnist_root):
         x, y, t = all_samples(experience.dataset)
         assert torch.equal(y, original.train_y) and set(t.tolist()) == {0}
         assert torch.equal(x.flatten(1), original.train_x.flatten(1)[:, permutation])
-        assert experience.classes_in_this_experience == set(range(10))
+        assert experience.classes_in_this_experience == list(range(10))
     test_x, _, _ = all_samples(stream.benchmark.test_stream[2].dataset)
     assert torch.equal(test_x.flatten(1), original.test_x.flatten(1)[:, permutations[2]])
     # every experience a different permutation, each a true permutation
@@ -532,7 +549,8 @@ def test_split_mnist_on_the_shared_sample_trains_with_avalanche(shared_mnist_roo
     assert sum(len(e.dataset) for e in train) == 8000 and sum(len(e.dataset) for e in test) == 2000
     assert "not comparable with full-MNIST" in stream.description
     assert stream.fingerprint != build("split-mnist", shared_mnist_root, train_subset=100).fingerprint
-    assert [sorted(e.classes_in_this_experience) for e in train] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    assert [e.classes_in_this_experience for e in train] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    assert train[2].previous_classes == [0, 1, 2, 3] and train[2].future_classes == [6, 7, 8, 9]
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))

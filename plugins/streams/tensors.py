@@ -87,11 +87,13 @@ def _experiences(datasets: Sequence[Any], classes) -> list[DatasetExperience]:
         experience.task_labels = task_labels
         if len(task_labels) == 1:
             experience.task_label = task_labels[0]
-        experience.classes_in_this_experience = classes
-        experience.previous_classes = set(seen)
+        # Sorted lists, as Avalanche's classes-timeline protocol declares: its multi-head
+        # classifier indexes a tensor with classes_in_this_experience, which a set breaks.
+        experience.classes_in_this_experience = sorted(classes)
+        experience.previous_classes = sorted(seen)
         seen |= classes
-        experience.classes_seen_so_far = set(seen)
-        experience.future_classes = everything - seen
+        experience.classes_seen_so_far = sorted(seen)
+        experience.future_classes = sorted(everything - seen)
         experiences.append(experience)
     return experiences
 
