@@ -268,6 +268,7 @@ def hessian_top_eigenvalues(
     max_iter: int | None = None,
     tol: float = 1e-3,
     seed: int = 0,
+    guard: int = 2,
 ) -> HessianEigenvalues:
     """The k eigenvalues of H largest by magnitude: Lanczos with full re-orthogonalization.
 
@@ -276,6 +277,12 @@ def hessian_top_eigenvalues(
     bounds something stronger: Lanczos stops once every one of the k Ritz pairs has residual
     ‖H y − θ y‖ ≤ tol·|θ| (ARPACK's test), which bounds |λ − θ| ≤ tol·|θ| for some eigenvalue λ;
     the actual error is typically far smaller (of order residual²/gap).
+
+    A residual test alone cannot see an eigenvalue the Krylov space has not picked up yet (one
+    the random start vector barely touches), and would then return the next one in its place.
+    So the ``guard`` Ritz pairs after the k-th must also have settled, to the looser 10·tol:
+    by then a missed eigenvalue has had time to emerge. On the 136-parameter test MLP this took
+    misconvergence (relative error > 1e-3) from 1-3 in 100 seeds to none, for 10-30% more products.
 
     ``max_iter`` caps the Hessian-vector products (default ``max(100, 10·k)``, and never more than
     the number of parameters); ``converged`` is False when the cap was reached first.
@@ -288,20 +295,27 @@ def hessian_top_eigenvalues(
     max_iter = max_iter if max_iter is not None else max(100, 10 * k)
     generator = torch.Generator().manual_seed(seed)
 
+    watched = k + max(guard, 0)
+    tolerances = torch.full((watched,), 10 * tol, dtype=torch.float64)
+    tolerances[:k] = tol
+
     def enough(alphas: list[float], betas: list[float]) -> bool:
-        if len(alphas) < k:
+        if len(alphas) < watched:
             return False
-        values, residuals = _top_by_magnitude(alphas, betas, k)
+        values, residuals = _top_by_magnitude(alphas, betas, watched)
         scale = values.abs().clamp_min(float(values.abs().max()) * 1e-12)
-        return bool((residuals <= tol * scale).all())
+        return bool((residuals <= tolerances * scale).all())
 
     with hessian_operator(model, loss_fn, inputs, targets, params) as operator:
-        if k > operator.dim:
-            raise ValueError(f"k = {k} exceeds the number of parameters ({operator.dim})")
+        dim = operator.dim
+        if k > dim:
+            raise ValueError(f"k = {k} exceeds the number of parameters ({dim})")
+        watched = min(watched, dim)
+        tolerances = tolerances[:watched]
         alphas, betas = _lanczos(operator, generator, max_iter, stop=enough, restart=True)
         count = operator.count
     values, residuals = _top_by_magnitude(alphas, betas, k)
-    converged = enough(alphas, betas) or len(alphas) == operator.dim
+    converged = enough(alphas, betas) or len(alphas) == dim
     return HessianEigenvalues(
         eigenvalues=[float(v) for v in values],
         residuals=[float(r) for r in residuals],
