@@ -35,11 +35,13 @@ class RunConfig:
     evaluators: list[str] = field(default_factory=lambda: ["erank"])
     scenario: str | None = None  # None: the stream's default
     seed: int = 0
-    # A few passes over each experience: one pass leaves the 2-class digit tasks under-fit.
-    epochs: int = 3
-    lr: float = 0.05
-    # Avalanche's own default minibatch is 1; 32 is a common CPU-friendly choice.
-    batch_size: int = 32
+    # split-digits has ~290 training images per experience: 5 passes of minibatches of 16
+    # (about 90 updates) learn each 2-class task to >93% on every seed we tried; 3 passes
+    # of 32 left some tasks at chance.
+    epochs: int = 5
+    lr: float = 0.01
+    # Avalanche's own default minibatch is 1, far too slow; set it explicitly.
+    batch_size: int = 16
     eval_batch_size: int = 512
     optimizer: str = "sgd"
     momentum: float = 0.9
@@ -196,6 +198,8 @@ def assign_component_option(
         name, key = key.split(".", 1)
     else:
         owners = [n for n in names if any(o.name == key for o in registry.get(kind, n).options)]
+        if not owners and len(names) == 1:
+            owners = names  # its option check then names the closest option
         if len(owners) != 1:
             where = "none of" if not owners else "several of"
             raise CollapsebenchError(
