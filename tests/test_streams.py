@@ -20,6 +20,9 @@ from collapsebench.errors import CollapsebenchError
 from collapsebench.records import StreamContext
 from collapsebench_plugins.streams import catalog, cifar, datafiles, imagenet32, mnist, random_labels, tensors
 
+# The Avalanche strategies here run without loggers on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:No loggers specified")
+
 
 def build(name: str, root: Path, scenario: str | None = None, seed: int = 0, download: bool = False, **options):
     record = {r.name: r for r in catalog.STREAMS}[name]
