@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from collapsebench.errors import CollapsebenchError
 
-KIND_CHOICES = ("architectures", "strategies", "streams", "evaluators")
+KIND_CHOICES = ("architectures", "strategies", "streams", "evaluators", "tracks")
 
 
 def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train and evaluate one configuration; write a run directory")
     _add_plugin_flag(run)
     run.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags (flags win)")
+    run.add_argument("--track", help="run a benchmark track: its protocol is fixed, all its seeds unless --seed")
     run.add_argument("--stream", help="stream name (default split-digits)")
     run.add_argument("--scenario", choices=("class", "task", "domain"), help="default: the stream's own")
     run.add_argument("--model", help="architecture name (default mlp)")
@@ -137,49 +138,75 @@ def cmd_list(args) -> int:
 
     manager, registry = _registry(args)
     kinds = [args.kind] if args.kind else list(KIND_CHOICES)
-    print(describe(registry, kinds, args.pattern, details=args.details, as_json=args.json))
+    print(describe(manager, registry, kinds, args.pattern, details=args.details, as_json=args.json))
     return 0
 
 
-def cmd_run(args) -> int:
-    from collapsebench.config import assign_component_option, build_config, load_toml, parse_assignment
+RUN_FLAGS = (
+    "stream", "scenario", "model", "strategy", "evaluators", "seed", "epochs", "lr", "batch_size",
+    "optimizer", "momentum", "weight_decay", "probe_size", "device", "data_root", "download", "out",
+)
+
+
+def prepare_runs(args):
+    """The manager, registry and one checked config per run that ``run`` arguments ask for."""
+    from collapsebench.config import (
+        assign_component_option,
+        build_config,
+        load_toml,
+        parse_assignment,
+        resolve_component_options,
+    )
     from collapsebench.manager import build_manager
     from collapsebench.registry import Registry
+    from collapsebench.tracks import get_track, track_layer
 
-    layers = [load_toml(args.config)] if args.config else []
-    flags = {
-        key: value
-        for key, value in vars(args).items()
-        if value is not None and key in (
-            "stream", "scenario", "model", "strategy", "evaluators", "seed", "epochs", "lr", "batch_size",
-            "optimizer", "momentum", "weight_decay", "probe_size", "device", "data_root", "download", "out",
-        )
-    }
-    plugins = list(dict.fromkeys([*(layers[0].get("plugins", []) if layers else []), *args.plugin]))
-    flags["plugins"] = plugins
-    config = build_config(*layers, flags)
-    manager = build_manager(config.plugins)
+    file_layer = load_toml(args.config) if args.config else {}
+    flags = {key: value for key, value in vars(args).items() if value is not None and key in RUN_FLAGS}
+    flags["plugins"] = list(dict.fromkeys([*file_layer.get("plugins", []), *args.plugin]))
+    manager = build_manager(flags["plugins"])
     registry = Registry(manager)
-    for key, value in map(parse_assignment, args.stream_option):
-        config.stream_options[key] = value
-    for key, value in map(parse_assignment, args.model_option):
-        config.model_options[key] = value
-    for key, value in map(parse_assignment, args.strategy_option):
-        assign_component_option(config.strategy_options, config.strategy_components, registry, "strategy", key, value)
-    for key, value in map(parse_assignment, args.evaluator_option):
-        assign_component_option(config.evaluator_options, config.evaluators, registry, "evaluator", key, value)
-    from collapsebench.config import resolve_component_options
+    track_name = args.track or file_layer.get("track")
+    layers = [file_layer, flags]
+    seeds = [flags.get("seed", file_layer.get("seed", 0))]
+    if track_name:
+        track = get_track(manager, track_name)
+        protocol = track_layer(track, {k: v for layer in layers for k, v in layer.items()})
+        layers = [protocol, *layers, {"track": track.name}]
+        if "seed" not in flags and "seed" not in file_layer:
+            seeds = list(track.seeds)
+    configs = []
+    for seed in seeds:
+        seed_layer = {"seed": seed}
+        if track_name and "out" in flags and len(seeds) > 1:
+            seed_layer["out"] = f"{flags['out']}/seed{seed}"
+        config = build_config(*layers, seed_layer)
+        for key, value in map(parse_assignment, args.stream_option):
+            config.stream_options[key] = value
+        for key, value in map(parse_assignment, args.model_option):
+            config.model_options[key] = value
+        for key, value in map(parse_assignment, args.strategy_option):
+            assign_component_option(config.strategy_options, config.strategy_components, registry, "strategy", key, value)
+        for key, value in map(parse_assignment, args.evaluator_option):
+            assign_component_option(config.evaluator_options, config.evaluators, registry, "evaluator", key, value)
+        if track_name and (args.stream_option or args.model_option or args.evaluator_option):
+            raise CollapsebenchError(f"Track {track_name!r} fixes the stream, model and evaluator options.")
+        resolve_component_options(config, registry)  # bad names and options fail before Avalanche loads
+        configs.append(config)
+    return manager, registry, configs
 
-    resolve_component_options(config, registry)  # reject bad names and options before importing Avalanche
 
-    print(f"collapsebench: {config.stream} / {config.model} / {config.strategy}, seed {config.seed} "
-          f"-> {config.run_dir()}", flush=True)
+def cmd_run(args) -> int:
+    manager, registry, configs = prepare_runs(args)
     from collapsebench.runner import execute
     from collapsebench.summary import render_summary
 
-    result = execute(config, manager, registry)
-    print(render_summary(result))
-    print(f"\nRun directory: {config.run_dir()}  (tensorboard --logdir {config.run_dir()})")
+    for config in configs:
+        where = f"track {config.track}" if config.track else f"{config.stream} / {config.model}"
+        print(f"collapsebench: {where} / {config.strategy}, seed {config.seed} -> {config.run_dir()}", flush=True)
+        result = execute(config, manager, registry)
+        print(render_summary(result))
+        print(f"\nRun directory: {config.run_dir()}  (tensorboard --logdir {config.run_dir()})")
     return 0
 
 

@@ -27,6 +27,8 @@ def _default_data_root() -> str:
 class RunConfig:
     """Every option of one run. Field names are the TOML keys; flags use dashes."""
 
+    #: The benchmark track this run belongs to, if any (its protocol is then fixed).
+    track: str | None = None
     stream: str = "split-digits"
     model: str = "mlp"
     #: One strategy or several joined with "+" (``replay+cbp``): their parts compose.
@@ -67,6 +69,8 @@ class RunConfig:
     def run_dir(self) -> Path:
         if self.out:
             return Path(self.out)
+        if self.track:
+            return Path("runs") / self.track / self.strategy / f"seed{self.seed}"
         return Path("runs") / f"{self.stream}-{self.model}-{self.strategy}-seed{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,7 +124,7 @@ def _check(key: str, value: Any) -> Any:
     if key in ("evaluators", "plugins") and isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     expected = type(default)
-    if key in ("scenario", "out"):
+    if key in ("scenario", "out", "track"):
         ok = value is None or isinstance(value, str)
     elif expected is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 
 from tabulate import tabulate
@@ -42,12 +43,26 @@ def _entry_dict(kind: str, entry, details: bool) -> dict:
     return data
 
 
-def describe(registry: Registry, plurals: list[str], pattern: str = "*", details: bool = False, as_json: bool = False) -> str:
-    listing = {
-        plural: [_entry_dict(PLURALS[plural], registry.entry(PLURALS[plural], n), details)
-                 for n in registry.names(PLURALS[plural], pattern)]
-        for plural in plurals
-    }
+def _track_dict(track, details: bool) -> dict:
+    data = {"name": track.name, "description": track.description, "plugin": str(track.path.parent),
+            "seeds": list(track.seeds), "expected_minutes_per_seed": track.expected_minutes}
+    if details:
+        data["protocol"] = dict(track.config)
+    return data
+
+
+def describe(manager, registry: Registry, plurals: list[str], pattern: str = "*", details: bool = False,
+             as_json: bool = False) -> str:
+    listing = {}
+    for plural in plurals:
+        if plural == "tracks":
+            from collapsebench.tracks import load_tracks
+
+            tracks = load_tracks(manager)
+            listing[plural] = [_track_dict(tracks[n], details) for n in sorted(tracks) if fnmatch.fnmatchcase(n, pattern)]
+        else:
+            kind = PLURALS[plural]
+            listing[plural] = [_entry_dict(kind, registry.entry(kind, n), details) for n in registry.names(kind, pattern)]
     if as_json:
         return json.dumps(listing, indent=2, default=str)
     blocks = []
@@ -58,6 +73,12 @@ def describe(registry: Registry, plurals: list[str], pattern: str = "*", details
             if "default_scenario" in item:
                 name += f" [{'|'.join(item['scenarios'])}]"
             row = [name, item["description"], item["plugin"]]
+            if plural == "tracks":
+                row = [name, item["description"], len(item["seeds"]), item["expected_minutes_per_seed"]]
+                if details:
+                    row.append("\n".join(f"{k} = {v!r}" for k, v in item["protocol"].items()))
+                rows.append(row)
+                continue
             if details:
                 row.append("\n".join(f"{o['name']}={o['default']!r}: {o['help']}" for o in item["options"]) or "-")
                 if "parameters" in item:
@@ -65,6 +86,8 @@ def describe(registry: Registry, plurals: list[str], pattern: str = "*", details
                                          for k, v in item["parameters"].items()))
             rows.append(row)
         headers = ["name", "description", "plugin"] + (["options"] if details else [])
+        if plural == "tracks":
+            headers = ["name", "description", "seeds", "minutes/seed (2-core CPU)"] + (["protocol"] if details else [])
         if details and plural == "architectures":
             headers.append("parameters")
         body = tabulate(rows, headers=headers) if rows else f"(no {plural} match {pattern!r})"

@@ -54,6 +54,25 @@ class PluginManager(pluggy.PluginManager):
             raise CollapsebenchError(f"collapsebench plugin {info.name!r} could not be registered: {exc}") from None
         self.info[info.name] = info
 
+    def call_each(self, hook_name: str, **kwargs) -> list[tuple[str, object]]:
+        """Call every implementation of a hook, in load order, as ``(plugin name, result)``.
+
+        Unlike ``manager.hook.<name>()``, a failure is reported with the plugin that raised it.
+        """
+        results = []
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+            try:
+                result = impl.function(*(kwargs[arg] for arg in impl.argnames))
+            except (CollapsebenchError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                raise CollapsebenchError(
+                    f"collapsebench plugin {impl.plugin_name!r} failed in {hook_name}(): {type(exc).__name__}: {exc}",
+                    details=traceback.format_exc(),
+                ) from None
+            results.append((impl.plugin_name, result))
+        return results
+
 
 def build_manager(plugins: Sequence[str] = (), *, entry_points: bool = True) -> PluginManager:
     """A plugin manager with the installed entry points and the given ``--plugin`` specs.

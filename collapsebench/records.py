@@ -29,6 +29,8 @@ class Option:
     default: Any
     help: str
     choices: tuple[Any, ...] | None = None
+    #: The value's type when the default (None) does not show it: ``Option("seed", None, ..., type=int)``.
+    type: type | None = None
 
     def __post_init__(self):
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
@@ -38,8 +40,8 @@ class Option:
 
     def coerce(self, value: Any) -> Any:
         """Return ``value`` as this option's type, or raise ValueError saying why not."""
-        kind = type(self.default)
-        if self.default is None or value is None:
+        kind = self.type or type(self.default)
+        if value is None or (self.default is None and self.type is None):
             result = value
         elif kind is bool:
             if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):

@@ -7,7 +7,6 @@ failure is attributed to the plugin that caused it.
 from __future__ import annotations
 
 import fnmatch
-import traceback
 from dataclasses import dataclass
 
 from collapsebench.errors import CollapsebenchError, unknown_name_error
@@ -45,18 +44,8 @@ class Registry:
     def _collect(self, kind: str) -> dict[str, Entry]:
         hook_name, record_type = KINDS[kind]
         entries: dict[str, Entry] = {}
-        # pluggy calls implementations last-registered first; reverse for load order.
-        for impl in reversed(getattr(self.manager.hook, hook_name).get_hookimpls()):
-            plugin = impl.plugin_name
-            try:
-                records = impl.function() or []
-            except CollapsebenchError:
-                raise
-            except Exception as exc:
-                raise CollapsebenchError(
-                    f"collapsebench plugin {plugin!r} failed in {hook_name}(): {type(exc).__name__}: {exc}",
-                    details=traceback.format_exc(),
-                ) from None
+        for plugin, records in self.manager.call_each(hook_name):
+            records = records or []
             for record in records:
                 if not isinstance(record, record_type):
                     raise CollapsebenchError(

@@ -114,7 +114,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     from avalanche.training.templates import SupervisedTemplate
 
     options = resolve_component_options(config, registry)
-    manager.hook.collapsebench_configure_run(config=config)
+    manager.call_each("collapsebench_configure_run", config=config)
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / results_io.RESULTS_FILE).unlink(missing_ok=True)  # a stale result must not pass for this run
@@ -212,7 +212,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         results_io.atomic_write_bytes(run_dir / "model.pt", _state_dict_bytes(model))
     results_io.write_json(run_dir / results_io.RESULTS_FILE, result)
     evaluation.loggers[0].writer.close()  # flush TensorBoard events before anyone reads them
-    manager.hook.collapsebench_result_recorded(result=result, run_dir=run_dir)
+    manager.call_each("collapsebench_result_recorded", result=result, run_dir=run_dir)
     if status == "partial":
         raise KeyboardInterrupt
     return result

@@ -281,8 +281,9 @@ def hessian_top_eigenvalues(
     A residual test alone cannot see an eigenvalue the Krylov space has not picked up yet (one
     the random start vector barely touches), and would then return the next one in its place.
     So the ``guard`` Ritz pairs after the k-th must also have settled, to the looser 10·tol:
-    by then a missed eigenvalue has had time to emerge. On the 136-parameter test MLP this took
-    misconvergence (relative error > 1e-3) from 1-3 in 100 seeds to none, for 10-30% more products.
+    by then a missed eigenvalue has had time to emerge. On a 136-parameter MLP this took
+    misconvergence (relative error > 1e-3) from up to 3 in 100 seeds to none, for 10-30% more
+    products; ``guard=0`` is the plain residual test (docs/metrics.md has the figures).
 
     ``max_iter`` caps the Hessian-vector products (default ``max(100, 10·k)``, and never more than
     the number of parameters); ``converged`` is False when the cap was reached first.
