@@ -7,6 +7,7 @@ Only ``run`` (and the commands that train) import torch and Avalanche; ``--help`
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,9 @@ from collections.abc import Sequence
 from collapsebench.errors import CollapsebenchError
 
 KIND_CHOICES = ("architectures", "strategies", "streams", "evaluators", "tracks")
+#: Modules that add subcommands: each has ``add_commands(subparsers, add_plugin_flag) -> {name: handler}``.
+#: They must import only the standard library at module level, so that --help stays instant.
+COMMAND_MODULES: list[str] = []
 
 
 def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +29,9 @@ def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
         metavar="PLUGIN",
         help="load a collapsebench plugin: an installed entry-point name, a module, or a .py file (repeatable)",
     )
+
+
+COMMANDS: dict = {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style wildcard, e.g. 'split-*'")
     listing.add_argument("--details", action="store_true", help="show options (and parameter counts for models)")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    for module_name in COMMAND_MODULES:
+        COMMANDS.update(importlib.import_module(module_name).add_commands(commands, _add_plugin_flag))
     return parser
 
 
@@ -210,7 +220,7 @@ def cmd_run(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "list": cmd_list}
+COMMANDS.update({"run": cmd_run, "plugins": cmd_plugins, "list": cmd_list})
 
 
 if __name__ == "__main__":

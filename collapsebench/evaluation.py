@@ -91,6 +91,10 @@ class CollapseMetric(PluginMetric):
     def measure(self, strategy, phase: str) -> Iterable[Measurement]:
         raise NotImplementedError
 
+    def summarize(self, accuracy_matrix: list[list[float]]) -> dict[str, Any]:
+        """Run-level values for ``results.json``'s ``summary``, computed once the run is over."""
+        return {}
+
     def _emit(self, strategy, phase: str) -> list[MetricValue]:
         started = time.perf_counter()
         measurements = list(self.measure(strategy, phase))

@@ -174,6 +174,9 @@ class StreamContext:
     scenario: str
     data_root: Path
     download: bool = False
+    #: ``build_stream(name, context, options) -> StreamData`` builds another registered stream
+    #: (a wrapper such as random-labels builds its base through it).
+    build_stream: Callable[..., Any] | None = None
 
 
 @dataclass

@@ -44,9 +44,18 @@ def build_stream(config: RunConfig, registry: Registry, options: dict[str, Any])
         data_root=Path(config.data_root).expanduser(),
         download=config.download,
     )
-    stream = _call_factory(registry, "stream", config.stream, context, **options)
+    return _build_named_stream(registry, config.stream, context, options)
+
+
+def _build_named_stream(registry: Registry, name: str, context: StreamContext, options: dict[str, Any]) -> StreamData:
+    def build_other(other: str, other_context: StreamContext, other_options: dict[str, Any]) -> StreamData:
+        resolved = registry.get("stream", other).resolve_options(other_options)
+        return _build_named_stream(registry, other, other_context, resolved)
+
+    context.build_stream = build_other
+    stream = _call_factory(registry, "stream", name, context, **options)
     if not isinstance(stream, StreamData):
-        raise CollapsebenchError(f"Stream {config.stream!r} factory returned {type(stream).__name__}, not StreamData.")
+        raise CollapsebenchError(f"Stream {name!r} factory returned {type(stream).__name__}, not StreamData.")
     return stream
 
 
@@ -204,7 +213,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         "probe": probe.summary(),
         "taps": [{"name": t.name, "width": t.width} for t in taps_of(model)],
         "accuracy_matrix": matrix,
-        "summary": summarize(matrix) if len(matrix) == n_experiences else {},
+        "summary": _summary(matrix, metrics) if len(matrix) == n_experiences else {},
         "metrics": recorder.records,
         "timing": timing,
     }
@@ -216,6 +225,18 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     if status == "partial":
         raise KeyboardInterrupt
     return result
+
+
+def _summary(matrix: list[list[float]], metrics: list) -> dict[str, Any]:
+    """Accuracy summaries, then whatever run-level values the evaluators add."""
+    summary = summarize(matrix)
+    for metric in metrics:
+        extra = metric.summarize(matrix) if hasattr(metric, "summarize") else {}
+        clashes = set(extra) & set(summary)
+        if clashes:
+            raise CollapsebenchError(f"Evaluator metric {type(metric).__name__} would overwrite summary keys {sorted(clashes)}.")
+        summary.update(extra)
+    return summary
 
 
 def _state_dict_bytes(model) -> bytes:
