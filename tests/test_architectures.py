@@ -199,6 +199,16 @@ def test_multihead_uses_one_head_per_task_and_masks_unseen_classes():
     assert taps_of(model)[-1].outgoing is None
 
 
+def test_multihead_masks_every_class_of_a_task_without_a_head_yet():
+    """Evaluators run probe inputs of later tasks before Avalanche has made their heads."""
+    model = build("mlp", multihead=True)
+    adapt_to_task(model, 0, [0, 1])
+    out = run(model, torch.randn(3, 1, 8, 8), True, torch.tensor([0, 4, 4]))
+    assert out.shape == (3, 10)
+    assert (out[1:] == model.head.mask_value).all()
+    assert (out[0, :2] != model.head.mask_value).all()
+
+
 def test_single_head_last_tap_is_read_by_the_head():
     for name in ("mlp", "convnet", "convgru", "resnet18"):
         model = build(name)
@@ -218,9 +228,15 @@ def test_parameter_counts_match_closed_forms():
     def gru_layer(c_in, hidden, k=3):
         return 3 * hidden * (c_in + hidden) * k * k + 6 * hidden
 
-    assert parameter_count(build("convgru", (3, 32, 32), 100)) == gru_layer(3, 32) + gru_layer(32, 32) + 32 * 100 + 100
+    # flattened readout: the head weighs every position of the final 32 x 8 x 32 state
+    assert parameter_count(build("convgru", (3, 32, 32), 100)) == (
+        gru_layer(3, 32) + gru_layer(32, 32) + 32 * 8 * 32 * 100 + 100
+    )
+    assert parameter_count(build("convgru", (3, 32, 32), 100, readout="mean")) == (
+        gru_layer(3, 32) + gru_layer(32, 32) + 32 * 100 + 100
+    )
     bi = 2 * gru_layer(3, 32) + 2 * gru_layer(64, 32) + 64 * 100 + 100
-    assert parameter_count(build("biconvgru", (3, 32, 32), 100)) == bi
+    assert parameter_count(build("biconvgru", (3, 32, 32), 100, readout="mean")) == bi
 
 
 def test_resnet18_full_width_matches_torchvision_cifar_variant():
@@ -280,7 +296,7 @@ def first_strip_task(n: int, generator: torch.Generator, patterns: torch.Tensor)
     return images, labels
 
 
-@pytest.mark.parametrize("name", ["convgru", pytest.param("biconvgru", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["convgru", "biconvgru"])
 def test_convgru_remembers_the_first_strip(name):
     """Read top to bottom, the informative strip is the first of four frames: the final
     state must carry it through three more updates. (A cell that forgets its state each
@@ -305,6 +321,19 @@ def test_convgru_remembers_the_first_strip(name):
 def test_convgru_pads_heights_that_frames_do_not_divide():
     model = build("convgru", (1, 28, 28), 10, frames=5)  # 28 rows -> 30, strips of 6
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert model.head.in_features == 32 * 6 * 28
+
+
+@pytest.mark.parametrize("name", ["convgru", "biconvgru"])
+def test_mean_readout_feeds_the_head_the_tapped_final_state(name):
+    model = build(name, (1, 8, 8), 10, readout="mean")
+    taps = taps_of(model)
+    last = taps[-2:] if name == "biconvgru" else taps[-1:]
+    features = []
+    model.head.register_forward_hook(lambda _m, inputs, _o: features.append(inputs[0]))
+    with capture_activations(last) as captured:
+        model(torch.randn(4, 1, 8, 8))
+    torch.testing.assert_close(features[0], torch.cat([captured[t.name][0] for t in last], dim=1))
 
 
 # --- people's mistakes ----------------------------------------------------------------
@@ -321,6 +350,7 @@ def test_convgru_pads_heights_that_frames_do_not_divide():
         ("convgru", (1, 8, 8), {"kernel_size": 2}, "odd"),
         ("mlp", (1, 8, 8), {"widths": []}, "non-empty list"),
         ("mlp", (1, 8, 8), {"activation": "swish"}, "expected one of"),
+        ("convgru", (1, 8, 8), {"readout": "max"}, "expected one of"),
         ("mlp", (1, 8, 8), {"width": [3]}, "Did you mean 'widths'"),
         ("resnet18", (3, 32, 32), {"width_multiplier": 0}, "must be positive"),
     ],
@@ -335,3 +365,51 @@ def test_convnet_padding_auto_is_valid_on_large_inputs_and_same_on_small():
     small = build("convnet", (1, 8, 8), 2)
     assert large.features.convs[0].padding == "valid" and large.features.linears[0].in_features == 512
     assert small.features.convs[0].padding == "same" and small.features.linears[0].in_features == 128
+
+
+def test_hidden_layers_follow_the_he_uniform_rule():
+    """Weights U(-b, b), b = gain * sqrt(3 / fan_in), biases 0: continual backprop's
+    replacement distribution (plugins/architectures/initialization.py)."""
+    import math
+
+    cases = [("mlp", {"activation": "relu"}, math.sqrt(2)), ("mlp", {"activation": "tanh"}, 5 / 3),
+             ("convnet", {}, math.sqrt(2)), ("resnet18", {"batch_norm": False}, math.sqrt(2))]
+    for name, options, gain in cases:
+        for tap in taps_of(build(name, (1, 28, 28), 10, **options)):
+            layer = tap.incoming
+            if layer is None:
+                continue
+            weight = layer.weight.detach()
+            fan_in = weight[0].numel()
+            bound = gain * math.sqrt(3 / fan_in)
+            assert weight.abs().max() <= bound + 1e-6, (name, tap.name)
+            if weight.numel() > 20_000:  # the empirical spread is close enough to compare
+                assert weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05), (name, tap.name)
+            assert layer.bias is None or not layer.bias.detach().any(), (name, tap.name)
+    gru = build("convgru", (1, 28, 28), 10).features.layers[1].cell.hidden_gates
+    assert gru.weight.detach().std().item() == pytest.approx(math.sqrt(2 / (32 * 9)), rel=0.05)
+
+
+# --- through the command line --------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["class", "task"])
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_split_digits_run_through_the_cli(name, scenario, tmp_path):
+    """One epoch per experience: about 0.3 to 2 s a run on one thread."""
+    import json
+
+    from collapsebench.cli import main
+
+    out = tmp_path / "run"
+    argv = ["run", "--model", name, "--scenario", scenario, "--epochs", "1", "--probe-size", "100", "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["status"] == "complete"
+    expected = [{"name": t.name, "width": t.width} for t in taps_of(build(name, (1, 8, 8), 10, scenario == "task"))]
+    assert result["taps"] == expected
+    matrix = result["accuracy_matrix"]
+    assert len(matrix) == 5 and all(len(row) == 5 for row in matrix)
+    if scenario == "task":  # two classes per head: the diagonal is above chance (0.5)
+        assert sum(matrix[i][i] for i in range(5)) / 5 > 0.6

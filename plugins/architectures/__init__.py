@@ -17,6 +17,7 @@ from collapsebench.errors import CollapsebenchError
 
 ACTIVATION_NAMES = ("relu", "tanh", "leaky_relu", "sigmoid", "gelu")
 CONVNET_PADDINGS = ("auto", "valid", "same")
+GRU_READOUTS = ("flatten", "mean")
 
 
 def parameter_count(model) -> int:
@@ -101,7 +102,7 @@ def _build_resnet18(input_shape, n_classes, multihead, *, width_multiplier, batc
 
 
 def _gru_factory(architecture: str, bidirectional: bool):
-    def build(input_shape, n_classes, multihead, *, channels, frames, kernel_size):
+    def build(input_shape, n_classes, multihead, *, channels, frames, kernel_size, readout):
         _check_classes(architecture, n_classes)
         shape = _image_shape(architecture, input_shape)
         channels = _positive_ints(architecture, "channels", channels)
@@ -116,7 +117,7 @@ def _gru_factory(architecture: str, bidirectional: bool):
         from .convgru import ConvGRUFeatures
         from .heads import attach_head
 
-        features = ConvGRUFeatures(shape, channels, frames, kernel_size, bidirectional)
+        features = ConvGRUFeatures(shape, channels, frames, kernel_size, bidirectional, readout)
         return attach_head(features, n_classes, multihead)
 
     build.__name__ = f"_build_{architecture}"
@@ -140,6 +141,12 @@ _GRU_OPTIONS = (
     Option("channels", [32, 32], "hidden channels of each stacked ConvGRU layer; each layer is a tapped layer"),
     Option("frames", 4, "number of horizontal strips the image is cut into, the time steps of the GRU"),
     Option("kernel_size", 3, "size of the gates' square convolution kernels (odd)"),
+    Option(
+        "readout",
+        "flatten",
+        "how the head reads the final hidden state: flatten (every position) or mean (averaged)",
+        choices=GRU_READOUTS,
+    ),
 )
 
 

@@ -3,8 +3,8 @@
 The image is cut into ``frames`` horizontal strips (zero rows are added at the bottom when
 the height does not divide evenly), which are the time steps, top to bottom. Each layer's
 hidden state is a ``channels x strip height x width`` map; the next layer reads the
-sequence of hidden states. The last layer's final hidden state, averaged over its positions,
-feeds the head. The bidirectional variant runs a second GRU bottom to top in each layer and
+sequence of hidden states. The last layer's final hidden state feeds the head, either
+flattened (the default: the head weighs every position) or averaged over its positions. The bidirectional variant runs a second GRU bottom to top in each layer and
 concatenates the two directions along channels (both the sequences the next layer reads and
 the final states the head reads).
 
@@ -23,6 +23,8 @@ from torch import nn
 
 from collapsebench.taps import Tap
 
+from .initialization import init_hidden_layer
+
 
 class ConvGRUCell(nn.Module):
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int):
@@ -31,6 +33,10 @@ class ConvGRUCell(nn.Module):
         # The three gates' convolutions are stacked into one per input, as in torch.nn.GRU.
         self.input_gates = nn.Conv2d(in_channels, 3 * hidden_channels, kernel_size, padding="same")
         self.hidden_gates = nn.Conv2d(hidden_channels, 3 * hidden_channels, kernel_size, padding="same")
+        # Gain sqrt(2) although the gates are sigmoid and tanh: it learned split-digits several
+        # times faster than gain 1 or PyTorch's default (docs/architectures.md).
+        init_hidden_layer(self.input_gates)
+        init_hidden_layer(self.hidden_gates)
 
     def forward(self, x, h):
         x_reset, x_update, x_new = self.input_gates(x).chunk(3, dim=1)
@@ -84,12 +90,14 @@ class ConvGRUFeatures(nn.Module):
         frames: int,
         kernel_size: int,
         bidirectional: bool,
+        readout: str = "flatten",
     ):
         super().__init__()
-        in_channels, height, _ = input_shape
+        in_channels, height, width = input_shape
         self.frames = frames
         self.padding_rows = -height % frames
         self.bidirectional = bidirectional
+        self.readout = readout
         directions = 2 if bidirectional else 1
         self.layers = nn.ModuleList()
         for hidden in channels:
@@ -104,7 +112,8 @@ class ConvGRUFeatures(nn.Module):
                 layer = ConvGRULayer(in_channels, hidden, kernel_size)
             self.layers.append(layer)
             in_channels = directions * hidden
-        self.feature_dim = in_channels
+        positions = (height + self.padding_rows) // frames * width
+        self.feature_dim = in_channels * (positions if readout == "flatten" else 1)
 
     def split_frames(self, x: torch.Tensor) -> list[torch.Tensor]:
         if self.padding_rows:
@@ -121,7 +130,8 @@ class ConvGRUFeatures(nn.Module):
                 final = torch.cat((down_final, up_final), dim=1)
             else:
                 sequence, final = layer(sequence)
-        return final.mean(dim=(2, 3))
+        # Flattened, channel c owns the contiguous head columns c*k .. (c+1)*k - 1 (k positions).
+        return final.flatten(1) if self.readout == "flatten" else final.mean(dim=(2, 3))
 
     def taps(self, head: nn.Linear | None) -> list[Tap]:
         if not self.bidirectional:

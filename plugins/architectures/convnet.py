@@ -12,6 +12,8 @@ from torch import nn
 
 from collapsebench.taps import Tap
 
+from .initialization import init_hidden_layer
+
 CONVOLUTIONS = ((32, 5), (64, 3), (128, 3))  # (channels, kernel size)
 HIDDEN_UNITS = (128, 128)
 
@@ -46,6 +48,8 @@ class ConvNetFeatures(nn.Module):
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
         self.linear_activations = nn.ModuleList(nn.ReLU() for _ in HIDDEN_UNITS)
         self.feature_dim = HIDDEN_UNITS[-1]
+        for layer in (*self.convs, *self.linears):
+            init_hidden_layer(layer)
 
     def forward(self, x):
         for conv, activation, pool in zip(self.convs, self.conv_activations, self.pools):

@@ -8,6 +8,8 @@ from torch import nn
 
 from collapsebench.taps import Tap
 
+from .initialization import init_hidden_layer
+
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -29,6 +31,8 @@ class MLPFeatures(nn.Module):
         sizes = [in_features, *widths]
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
         self.activations = nn.ModuleList(ACTIVATIONS[activation]() for _ in widths)
+        for linear in self.linears:
+            init_hidden_layer(linear, activation)
         self.feature_dim = sizes[-1]
 
     def forward(self, x):

@@ -9,6 +9,21 @@ from collapsebench.taps import Tap
 from .heads import FeatureExtractor
 
 
+class TaskHeads(MultiHeadClassifier):
+    """Avalanche's multi-head classifier, answering for task labels it has no head for yet.
+
+    Avalanche adds a task's head when an experience with that label starts (model
+    adaptation), but evaluators also run probe inputs of tasks still to come through the
+    model, for their activations. Such inputs get every class masked, exactly as a head
+    masks the classes its task has not shown.
+    """
+
+    def forward_single_task(self, x, task_label):
+        if str(task_label) not in self.classifiers:
+            return x.new_full((x.shape[0], self.max_class_label), float(self.mask_value))
+        return super().forward_single_task(x, task_label)
+
+
 class MultiHeadTaskClassifier(MultiTaskModule):
     """Shared features, one ``Linear`` head per task label.
 
@@ -21,7 +36,7 @@ class MultiHeadTaskClassifier(MultiTaskModule):
     def __init__(self, features: FeatureExtractor, n_classes: int):
         super().__init__()
         self.features = features
-        self.head = MultiHeadClassifier(features.feature_dim, initial_out_features=n_classes)
+        self.head = TaskHeads(features.feature_dim, initial_out_features=n_classes)
 
     def forward(self, x, task_labels):
         # The features run once on the whole mini-batch (BatchNorm sees all of it); only the

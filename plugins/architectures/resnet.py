@@ -11,6 +11,8 @@ from torch import nn
 
 from collapsebench.taps import Tap
 
+from .initialization import init_hidden_layer
+
 STAGE_CHANNELS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = 2
 
@@ -22,6 +24,7 @@ def stage_channels(width_multiplier: float) -> list[int]:
 def conv_norm(in_channels: int, out_channels: int, kernel: int, stride: int, batch_norm: bool) -> nn.Sequential:
     # Without BatchNorm the convolution needs its own bias; with it the bias would be redundant.
     conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, bias=not batch_norm)
+    init_hidden_layer(conv)
     norm = nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity()
     return nn.Sequential(conv, norm)
 
