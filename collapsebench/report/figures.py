@@ -1,0 +1,427 @@
+"""The report's figures: one function per figure, each taking runs and returning a matplotlib ``Figure``.
+
+Figures are built with ``matplotlib.figure.Figure`` directly, never through ``pyplot``: no
+global backend is chosen, no GUI is touched, and nothing is kept alive in pyplot's figure
+registry (which matters when TensorBoard images are drawn inside a training process). Saving a
+``Figure`` renders it with the Agg canvas.
+
+Several runs with the same label (seeds of one strategy) are pooled: lines show their mean and
+a band from the smallest to the largest seed. Runs with different labels are overlaid in
+different colours. A figure whose data no run has raises :class:`MissingData`, which the page
+shows as a note instead of the figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from collapsebench.report.runs import Run, forgetting_and_erank_drop, group_runs
+
+#: Most panels a figure draws along its time axis before it picks evenly spaced experiences.
+MAX_PANELS = 6
+#: Matrices up to this many cells on a side get their values written in.
+ANNOTATE_UP_TO = 10
+DENSITY_FLOOR = 1e-7  # log-scale plots of a smoothed density need a floor where it is 0
+
+
+class MissingData(Exception):
+    """The runs lack what a figure needs; the message says what to run to get it."""
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure of the report: its file stem, heading, the sentence printed under it, and how to draw it."""
+
+    name: str
+    title: str
+    caption: str
+    draw: Callable[[Sequence[Run]], Figure]
+
+
+def _colors(runs: Sequence[Run]) -> dict[str, str]:
+    return {label: f"C{i % 10}" for i, label in enumerate(group_runs(runs))}
+
+
+def _band(series: Sequence[dict[int, float]]) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """Pool several experience -> value series: (experiences, mean, min, max) over the finite values."""
+    experiences = sorted({e for s in series for e in s})
+    table = np.array([[s.get(e, math.nan) for e in experiences] for s in series], dtype=float)
+    kept = [k for k in range(len(experiences)) if np.isfinite(table[:, k]).any()]
+    table = table[:, kept]
+    experiences = [experiences[k] for k in kept]
+    if not experiences:
+        return [], np.array([]), np.array([]), np.array([])
+    return experiences, np.nanmean(table, axis=0), np.nanmin(table, axis=0), np.nanmax(table, axis=0)
+
+
+def _plot_band(ax, series, label, color, marker="o", linestyle="-"):
+    x, mean, low, high = _band(series)
+    if not x:
+        return False
+    ax.plot(x, mean, marker=marker, linestyle=linestyle, color=color, label=label, markersize=4)
+    if len(series) > 1:
+        ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
+    return True
+
+
+def _integer_ticks(ax, n: int) -> None:
+    step = max(1, math.ceil(n / 10))
+    ax.set_xticks(range(0, n, step))
+
+
+def _n_experiences(runs: Sequence[Run]) -> int:
+    return max(run.n_experiences for run in runs)
+
+
+def _grid_shape(n: int, columns: int) -> tuple[int, int]:
+    columns = min(n, columns)
+    return math.ceil(n / columns), columns
+
+
+def _spaced(items: Sequence, most: int = MAX_PANELS) -> list:
+    """At most ``most`` items, evenly spaced, always the first and the last."""
+    if len(items) <= most:
+        return list(items)
+    picks = sorted({round(k * (len(items) - 1) / (most - 1)) for k in range(most)})
+    return [items[k] for k in picks]
+
+
+def _annotate(ax, values: np.ndarray, fmt: str = "{:.2f}") -> None:
+    rows, columns = values.shape
+    if max(rows, columns) > ANNOTATE_UP_TO:
+        return
+    for i in range(rows):
+        for j in range(columns):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=7,
+                        color="black" if values[i, j] > 0.6 else "white")
+
+
+def accuracy_matrix(runs: Sequence[Run]) -> Figure:
+    """Heatmap of R[i][j] per strategy (mean over seeds); cells of experiences not yet run stay blank."""
+    groups = {label: members for label, members in group_runs(runs).items() if any(r.matrix for r in members)}
+    if not groups:
+        raise MissingData("no run has an accuracy matrix (did the first experience finish?)")
+    size = _n_experiences(runs)
+    rows, columns = _grid_shape(len(groups), 3)
+    fig = Figure(figsize=(3.6 * columns + 1.0, 3.3 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    image = None
+    for ax, (label, members) in zip(axes.flat, groups.items()):
+        stacked = np.full((len(members), size, size), math.nan)
+        for k, run in enumerate(members):
+            for i, row in enumerate(run.matrix[:size]):
+                stacked[k, i, : len(row)] = row[:size]
+        with np.errstate(invalid="ignore"):
+            mean = np.nanmean(stacked, axis=0) if np.isfinite(stacked).any() else stacked[0]
+        image = ax.imshow(np.ma.masked_invalid(mean), vmin=0.0, vmax=1.0, cmap="viridis")
+        _annotate(ax, mean)
+        seeds = f" ({len(members)} seeds)" if len(members) > 1 else ""
+        ax.set_title(f"{label}{seeds}", fontsize=10)
+        ax.set_xlabel("tested on experience j (index)")
+        ax.set_ylabel("after training on experience i (index)")
+        _integer_ticks(ax, size)
+        ax.set_yticks(range(0, size, max(1, math.ceil(size / 10))))
+    for ax in list(axes.flat)[len(groups):]:
+        ax.set_visible(False)
+    fig.colorbar(image, ax=axes, label="test accuracy (fraction correct)", shrink=0.9)
+    fig.suptitle("Accuracy matrix R[i][j]")
+    return fig
+
+
+def _peak_normalized(run: Run, kind: str, layer: str) -> dict[int, float]:
+    recorded = run.by_experience("erank_peak_normalized", kind, layer)
+    if recorded:
+        return recorded
+    from collapsebench.metrics.analysis import erank_peak_normalized
+
+    raw = run.by_experience("erank", kind, layer)
+    experiences = sorted(raw)
+    return dict(zip(experiences, erank_peak_normalized([raw[e] for e in experiences])))
+
+
+def erank_over_experiences(runs: Sequence[Run], kind: str) -> Figure:
+    """One row per tapped layer: erank after each experience (left) and the same over its running peak (right)."""
+    with_erank = [r for r in runs if r.has("erank", kind)]
+    if not with_erank:
+        raise MissingData(f"no run recorded {kind} erank (add the evaluator that measures it, e.g. --evaluators erank)")
+    layers = list(dict.fromkeys(layer for r in with_erank for layer in r.layers("erank", kind)))
+    colors = _colors(runs)
+    size = _n_experiences(runs)
+    fig = Figure(figsize=(9.0, 2.3 * len(layers) + 1.0), layout="constrained")
+    axes = fig.subplots(len(layers), 2, squeeze=False, sharex=True)
+    for row, layer in enumerate(layers):
+        raw_ax, norm_ax = axes[row]
+        for label, members in group_runs(with_erank).items():
+            have = [r for r in members if layer in r.layers("erank", kind)]
+            if not have:
+                continue
+            _plot_band(raw_ax, [r.by_experience("erank", kind, layer) for r in have], label, colors[label])
+            _plot_band(norm_ax, [_peak_normalized(r, kind, layer) for r in have], label, colors[label])
+        raw_ax.set_ylabel(f"{layer}\nerank (dimensions)")
+        norm_ax.set_ylabel("erank / running peak (ratio)")
+        norm_ax.axhline(1.0, color="0.6", linewidth=0.8, linestyle=":")
+        norm_ax.set_ylim(top=1.05)
+    axes[0][0].set_title("raw effective rank", fontsize=10)
+    axes[0][1].set_title("peak-normalized (1 = no collapse)", fontsize=10)
+    for ax in axes[-1]:
+        ax.set_xlabel("after training on experience (index)")
+        _integer_ticks(ax, size)
+    axes[0][1].legend(fontsize=8, loc="lower left")
+    fig.suptitle(f"{kind.capitalize()} effective rank per layer over experiences")
+    return fig
+
+
+def weight_erank(runs: Sequence[Run]) -> Figure:
+    return erank_over_experiences(runs, "weight")
+
+
+def activation_erank(runs: Sequence[Run]) -> Figure:
+    return erank_over_experiences(runs, "activation")
+
+
+def forgetting_vs_erank_drop(runs: Sequence[Run]) -> Figure:
+    """Per experience j < T−1: forgetting of j against the drop of activation erank since j, with r per strategy."""
+    from collapsebench.metrics.analysis import correlate
+
+    colors = _colors(runs)
+    fig = Figure(figsize=(7.0, 5.0), layout="constrained")
+    ax = fig.subplots()
+    drawn = 0
+    for label, members in group_runs(runs).items():
+        xs, ys, names = [], [], []
+        for run in members:
+            experiences, drops, forgetting = forgetting_and_erank_drop(run)
+            xs += drops
+            ys += forgetting
+            names += experiences
+        if not xs:
+            continue
+        drawn += 1
+        r = correlate(xs, ys)
+        legend = f"{label}: Pearson r = {_fmt(r.r_pearson)}, Spearman ρ = {_fmt(r.r_spearman)} (n = {r.n})"
+        ax.scatter(xs, ys, color=colors[label], label=legend, s=28, alpha=0.85)
+        if len(xs) <= 3 * ANNOTATE_UP_TO:
+            for x, y, j in zip(xs, ys, names):
+                ax.annotate(str(j), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=colors[label])
+        if r.n >= 3 and np.ptp(xs) > 0:
+            slope, intercept = np.polyfit(xs, ys, 1)
+            line_x = np.array([min(xs), max(xs)])
+            ax.plot(line_x, slope * line_x + intercept, color=colors[label], linewidth=1, linestyle="--")
+    if not drawn:
+        raise MissingData("needs a complete run (every experience finished) with activation erank recorded")
+    ax.axhline(0.0, color="0.7", linewidth=0.8)
+    ax.axvline(0.0, color="0.7", linewidth=0.8)
+    ax.set_xlabel("activation erank drop since experience j (dimensions, mean over layers)")
+    ax.set_ylabel("forgetting of experience j (accuracy, fraction)")
+    ax.legend(fontsize=8, loc="best")
+    fig.suptitle("Forgetting against collapse, per experience (Zhu & Jin)")
+    return fig
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.2f}"
+
+
+def _cka_table(members: Sequence[Run], probe: int, layers: Sequence[str]) -> tuple[list[int], np.ndarray]:
+    """Mean over runs of CKA[layer][later experience] for one probe experience."""
+    cells: dict[tuple[str, int], list[float]] = {}
+    for run in members:
+        for r in run.select("cka", "representation", phase=None):
+            data = r.get("data") or {}
+            if data.get("probe_experience") == probe and r.get("value") is not None:
+                cells.setdefault((r["layer"], int(r["experience"])), []).append(float(r["value"]))
+    later = sorted({e for _, e in cells})
+    table = np.full((len(layers), len(later)), math.nan)
+    for (layer, e), values in cells.items():
+        if layer in layers:
+            table[layers.index(layer), later.index(e)] = sum(values) / len(values)
+    return later, table
+
+
+def cka_by_layer(runs: Sequence[Run]) -> Figure:
+    """Per strategy (rows) and probe experience j (columns): a layer × later-experience heatmap of linear CKA."""
+    groups = {label: [r for r in members if r.select("cka", "representation", phase=None)]
+              for label, members in group_runs(runs).items()}
+    groups = {label: members for label, members in groups.items() if members}
+    if not groups:
+        raise MissingData("no run recorded layer-wise CKA (add the cka evaluator)")
+    probes = sorted({int((r.get("data") or {}).get("probe_experience", -1))
+                     for members in groups.values() for run in members
+                     for r in run.select("cka", "representation", phase=None)} - {-1})
+    if not probes:
+        raise MissingData("the CKA records carry no probe_experience")
+    shown = _spaced(probes, 4)
+    fig = Figure(figsize=(3.2 * len(shown) + 1.5, 2.8 * len(groups) + 0.8), layout="constrained")
+    axes = fig.subplots(len(groups), len(shown), squeeze=False)
+    image = None
+    for row, (label, members) in enumerate(groups.items()):
+        layers = list(dict.fromkeys(layer for run in members for layer in run.layers("cka", "representation", phase=None)))
+        for column, probe in enumerate(shown):
+            ax = axes[row][column]
+            later, table = _cka_table(members, probe, layers)
+            if not later:
+                ax.set_visible(False)
+                continue
+            image = ax.imshow(np.ma.masked_invalid(table), vmin=0.0, vmax=1.0, cmap="magma", aspect="auto")
+            _annotate(ax, table)
+            ax.set_xticks(range(len(later)), [str(e) for e in later])
+            ax.set_yticks(range(len(layers)), layers if column == 0 else [""] * len(layers))
+            ax.set_xlabel("after training on experience (index)")
+            ax.set_title(f"{label}: inputs of experience {probe}", fontsize=9)
+        axes[row][0].set_ylabel("layer (input side at top)")
+    if image is None:
+        raise MissingData("no CKA value was recorded (all null)")
+    fig.colorbar(image, ax=axes, label="linear CKA with the representation right after experience j (0–1)", shrink=0.9)
+    note = "" if len(shown) == len(probes) else f" (probe experiences {', '.join(map(str, shown))} of {len(probes)})"
+    fig.suptitle(f"Layer-wise representation similarity, CKA (Ramasesh et al.){note}")
+    return fig
+
+
+def _density_layer(run: Run) -> str | None:
+    layers = run.layers("hessian_density", "hessian", phase=None)
+    return "model" if "model" in layers else (layers[0] if layers else None)
+
+
+def _smoothed(curves: Sequence[dict], grid: np.ndarray, sigma: float) -> np.ndarray:
+    from collapsebench.metrics.hessian import HessianDensity, smooth_density
+
+    values = [smooth_density(HessianDensity(list(c["nodes"]), list(c["weights"]), 0), sigma=sigma, grid=grid)[1]
+              for c in curves]
+    return np.mean(np.array(values, dtype=float), axis=0)
+
+
+def hessian_density(runs: Sequence[Run]) -> Figure:
+    """Per experience t: the Hessian's spectral density at the end of t (solid) and at the start of t+1 (dashed)."""
+    colors = _colors(runs)
+    curves: dict[tuple[str, int, str], list[dict]] = {}  # (label, boundary experience t, phase) -> densities
+    for run in runs:
+        layer = _density_layer(run)
+        if layer is None:
+            continue
+        for phase, shift in (("end", 0), ("start", -1)):
+            for experience, data in run.data_by_experience("hessian_density", "hessian", layer, phase).items():
+                if isinstance(data, dict) and data.get("nodes") and data.get("weights"):
+                    curves.setdefault((run.label, experience + shift, phase), []).append(data)
+    if not curves:
+        raise MissingData("no run recorded the Hessian density (add the hessian evaluator)")
+    boundaries = _spaced(sorted({t for _, t, _ in curves}))
+    rows, columns = _grid_shape(len(boundaries), 3)
+    fig = Figure(figsize=(4.0 * columns, 3.2 * rows + 0.8), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False, sharey=True)
+    for ax, t in zip(axes.flat, boundaries):
+        here = {key: value for key, value in curves.items() if key[1] == t}
+        nodes = np.array([x for densities in here.values() for d in densities for x in d["nodes"]], dtype=float)
+        spread = float(np.ptp(nodes))
+        sigma = 0.01 * spread if spread > 0 else max(1e-3 * float(np.abs(nodes).max()), 1e-12)
+        grid = np.linspace(nodes.min() - 3 * sigma, nodes.max() + 3 * sigma, 600)
+        for (label, _, phase), densities in sorted(here.items(), key=lambda kv: (kv[0][0], kv[0][2] != "end")):
+            values = np.maximum(_smoothed(densities, grid, sigma), DENSITY_FLOOR)
+            name = f"{label}, end of {t}" if phase == "end" else f"{label}, start of {t + 1}"
+            ax.plot(grid, values, color=colors[label], linestyle="-" if phase == "end" else "--", linewidth=1.2, label=name)
+        ax.set_yscale("log")
+        ax.set_title(f"experience {t} → {t + 1}", fontsize=10)
+        ax.set_xlabel("Hessian eigenvalue λ (loss / parameter²)")
+        ax.legend(fontsize=7, loc="upper right")
+    for row in axes:
+        row[0].set_ylabel("spectral density (per unit λ, log)")
+    for ax in list(axes.flat)[len(boundaries):]:
+        ax.set_visible(False)
+    fig.suptitle("Hessian spectral density at the end of each experience and the start of the next (He et al.)")
+    return fig
+
+
+def _unit_fraction(run: Run, name: str) -> dict[int, float]:
+    """experience -> fraction of all tapped units (layers weighted by width) that are dead or dormant."""
+    widths = run.tap_widths
+    totals: dict[int, list[float]] = {}
+    for layer in run.layers(name, "activation"):
+        weight = widths.get(layer) or 1
+        for experience, value in run.by_experience(name, "activation", layer).items():
+            if math.isfinite(value):
+                acc = totals.setdefault(experience, [0.0, 0.0])
+                acc[0] += weight * value
+                acc[1] += weight
+    return {e: s / w for e, (s, w) in totals.items() if w > 0}
+
+
+def dead_and_dormant_units(runs: Sequence[Run]) -> Figure:
+    """Fraction of tapped units that are dead (left) and dormant (right) after each experience."""
+    panels = [(name, title) for name, title in (("dead_units", "dead units (zero on every probe input)"),
+                                                ("dormant_units", "dormant units (Sokar et al., τ = 0.025)"))
+              if any(r.has(name, "activation") for r in runs)]
+    if not panels:
+        raise MissingData("no run recorded dead_units or dormant_units (add the activations evaluator)")
+    colors = _colors(runs)
+    size = _n_experiences(runs)
+    fig = Figure(figsize=(4.6 * len(panels) + 0.6, 3.8), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, title) in zip(axes, panels):
+        for label, members in group_runs(runs).items():
+            have = [r for r in members if r.has(name, "activation")]
+            if have:
+                _plot_band(ax, [_unit_fraction(r, name) for r in have], label, colors[label])
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("after training on experience (index)")
+        ax.set_ylabel("fraction of tapped units (0–1)")
+        ax.set_ylim(bottom=0.0)
+        _integer_ticks(ax, size)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle("Dead and dormant units over experiences (Dohare et al.)")
+    return fig
+
+
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec(
+        "accuracy_matrix", "Accuracy matrix",
+        "Row i holds the test accuracy on every experience after training on experience i: a bright "
+        "diagonal means each new experience is learned, and cells fading below it are forgetting.",
+        accuracy_matrix,
+    ),
+    FigureSpec(
+        "weight_erank", "Weight effective rank per layer",
+        "Left, each tapped layer's weight erank after every experience; right, the same divided by its "
+        "running peak, so a curve falling below 1 shows that layer's weights collapsing onto fewer directions.",
+        weight_erank,
+    ),
+    FigureSpec(
+        "activation_erank", "Activation effective rank per layer",
+        "Left, the effective rank of each tapped layer's activations on the fixed probe set after every "
+        "experience; right, normalized by its running peak: the lower and earlier a curve drops below 1, "
+        "the more of its representational capacity that layer has lost.",
+        activation_erank,
+    ),
+    FigureSpec(
+        "forgetting_vs_erank_drop", "Forgetting against activation-erank drop",
+        "Each point is one experience j (labelled), placing how much it was forgotten by the end of the run "
+        "against how much the mean activation erank fell since j was learned; a positive r means the "
+        "experiences learned before the larger collapses are the ones forgotten most.",
+        forgetting_vs_erank_drop,
+    ),
+    FigureSpec(
+        "cka_by_layer", "Layer-wise CKA",
+        "Each cell is the linear CKA between a layer's representation of experience j's inputs right "
+        "after training on j and after a later experience: rows that stay near 1 kept their features, "
+        "and dark rows (usually the deeper layers) are where forgetting happens.",
+        cka_by_layer,
+    ),
+    FigureSpec(
+        "hessian_density", "Hessian spectral density",
+        "Solid curves are the loss Hessian's eigenvalue density at the end of an experience and dashed "
+        "ones at the start of the next on its new data: mass piling up at λ ≈ 0 with few large outliers "
+        "is the sparse spectrum that precedes lost plasticity.",
+        hessian_density,
+    ),
+    FigureSpec(
+        "dead_and_dormant_units", "Dead and dormant units",
+        "The share of tapped units that never fire (dead) or fire far less than the layer's average "
+        "(dormant) after each experience: a rising curve means the network is losing usable units, "
+        "and with them the capacity to learn new experiences.",
+        dead_and_dormant_units,
+    ),
+)

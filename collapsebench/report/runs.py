@@ -1,0 +1,155 @@
+"""Run directories as the report sees them: the parsed ``results.json`` and queries over its records.
+
+A metric record is ``{name, kind, layer, experience, value, phase, iteration, data?}``
+(:class:`collapsebench.evaluation.Recorder`). The report plots phase ``"end"`` records against
+the experience just trained, and the Hessian's ``"start"`` records against the experience about
+to be trained.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collapsebench.errors import CollapsebenchError
+from collapsebench.results import read_results
+
+
+@dataclass
+class Run:
+    """One run directory's results, with the label it is plotted under."""
+
+    path: Path
+    result: dict[str, Any]
+    label: str = ""
+    records: list[dict[str, Any]] = field(init=False)
+
+    def __post_init__(self):
+        self.records = [r for r in self.result.get("metrics") or [] if isinstance(r, dict)]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.result.get("config") or {}
+
+    @property
+    def strategy(self) -> str:
+        return str(self.config.get("strategy", "?"))
+
+    @property
+    def seed(self) -> Any:
+        return self.config.get("seed", "?")
+
+    @property
+    def status(self) -> str:
+        return str(self.result.get("status", "?"))
+
+    @property
+    def matrix(self) -> list[list[float]]:
+        return [list(row) for row in self.result.get("accuracy_matrix") or []]
+
+    @property
+    def n_experiences(self) -> int:
+        stream = self.result.get("stream") or {}
+        return int(stream.get("n_experiences") or len(self.matrix))
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.result.get("summary") or {}
+
+    @property
+    def tap_widths(self) -> dict[str, int]:
+        return {t["name"]: int(t.get("width") or 0) for t in self.result.get("taps") or []}
+
+    def select(self, name: str, kind: str | None = None, phase: str | None = "end") -> list[dict[str, Any]]:
+        return [
+            r for r in self.records
+            if r.get("name") == name and (kind is None or r.get("kind") == kind) and (phase is None or r.get("phase") == phase)
+        ]
+
+    def has(self, name: str, kind: str | None = None, phase: str | None = "end") -> bool:
+        return bool(self.select(name, kind, phase))
+
+    def layers(self, name: str, kind: str | None = None, phase: str | None = "end") -> list[str]:
+        """Layers with records of this metric: tapped layers in depth order, then any others."""
+        seen = list(dict.fromkeys(r["layer"] for r in self.select(name, kind, phase)))
+        taps = [t for t in self.tap_widths if t in seen]
+        return taps + [layer for layer in seen if layer not in taps]
+
+    def by_experience(self, name: str, kind: str, layer: str, phase: str = "end") -> dict[int, float]:
+        """experience -> value (the last such record of the experience; ``nan`` where the value is null)."""
+        values: dict[int, float] = {}
+        for r in self.select(name, kind, phase):
+            if r.get("layer") == layer:
+                value = r.get("value")
+                values[int(r["experience"])] = math.nan if value is None else float(value)
+        return values
+
+    def data_by_experience(self, name: str, kind: str, layer: str, phase: str = "end") -> dict[int, Any]:
+        return {int(r["experience"]): r["data"] for r in self.select(name, kind, phase)
+                if r.get("layer") == layer and r.get("data") is not None}
+
+
+def load_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Read each run directory (or results.json path) and label the runs for plotting.
+
+    Runs are labelled by strategy when they share stream and architecture; otherwise the label
+    names all three, so that runs of different benchmarks are never pooled.
+    """
+    runs = [Run(Path(p), read_results(p)) for p in paths]
+    if not runs:
+        raise CollapsebenchError("No run directories given.")
+    benchmarks = {(r.config.get("stream"), r.config.get("model")) for r in runs}
+    for run in runs:
+        if len(benchmarks) == 1:
+            run.label = run.strategy
+        else:
+            run.label = f"{run.config.get('stream', '?')} · {run.config.get('model', '?')} · {run.strategy}"
+    return runs
+
+
+def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """label -> runs (seeds of one configuration), in order of first appearance."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.label, []).append(run)
+    return groups
+
+
+def complete_matrix(run: Run) -> list[list[float]] | None:
+    """The accuracy matrix if every experience finished, else ``None`` (forgetting needs all rows)."""
+    matrix = run.matrix
+    size = len(matrix)
+    if size == 0 or size != run.n_experiences or any(len(row) != size for row in matrix):
+        return None
+    return matrix
+
+
+def mean_activation_erank(run: Run) -> dict[int, float]:
+    """experience -> activation erank after it, averaged over the tapped layers measured at every experience."""
+    per_layer = [run.by_experience("erank", "activation", layer) for layer in run.layers("erank", "activation")]
+    if not per_layer:
+        return {}
+    common = set.intersection(*(set(values) for values in per_layer))
+    return {e: sum(values[e] for values in per_layer) / len(per_layer) for e in sorted(common)}
+
+
+def forgetting_and_erank_drop(run: Run) -> tuple[list[int], list[float], list[float]]:
+    """(experiences j, activation-erank drop_j, forgetting_j) for j < T−1 (Zhu & Jin's pairing).
+
+    forgetting_j = max over i < T−1 of R[i][j] − R[T−1][j] (SPEC.md). drop_j is the mean
+    activation erank over tapped layers right after training on j minus the same after the
+    last experience: how much representational capacity the network lost while j was forgotten.
+    """
+    from collapsebench.metrics.accuracy import forgetting_per_experience
+
+    matrix = complete_matrix(run)
+    erank_after = mean_activation_erank(run)
+    if matrix is None or len(matrix) < 2 or len(matrix) - 1 not in erank_after:
+        return [], [], []
+    final = erank_after[len(matrix) - 1]
+    forgetting = forgetting_per_experience(matrix)
+    experiences = [j for j in range(len(matrix) - 1) if j in erank_after]
+    return experiences, [erank_after[j] - final for j in experiences], [forgetting[j] for j in experiences]

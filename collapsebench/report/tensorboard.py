@@ -1,0 +1,191 @@
+"""The report in TensorBoard: a custom-scalars layout and the report's figures as images.
+
+The layout puts every layer of one metric in one chart (TensorBoard's "Custom Scalars" tab),
+matching the scalar tags ``<metric>/<kind>[_<phase>]/<layer>`` that evaluators write. It costs
+nothing and is written once per run. The figures are drawn only when asked for: inside a
+training process with ``images=True`` (opt-in), or afterwards from a finished run directory by
+:func:`log_run_directory` (``collapsebench report RUN --tensorboard``).
+
+Used by the runner as::
+
+    board = TensorBoardFigures(writer, strategy=config.strategy, taps=taps_of(model),
+                               n_experiences=n_experiences, images=<opt-in flag>)
+    ...
+    board.after_experience(matrix, recorder.records)   # after each experience's evaluation
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+LAYOUT_TAG = "custom_scalars__config__"  # the tag TensorBoard's custom-scalars plugin reads
+IMAGE_PREFIX = "report"
+
+#: Charts of Avalanche's own scalars, ahead of the collapse metrics.
+AVALANCHE_CHARTS = {
+    "test accuracy per experience": r"^Top1_Acc_Exp/",
+    "test accuracy on the stream": r"^Top1_Acc_Stream/",
+    "training loss per epoch": r"^Loss_Epoch/",
+}
+#: SPEC.md's metric names, to order the charts; names from other evaluators follow in record order.
+METRIC_ORDER = (
+    "erank", "erank_peak_normalized", "stable_rank", "srank", "approx_rank", "feature_rank",
+    "weight_magnitude", "feature_norm", "dead_units", "dormant_units", "cka",
+    "hessian_top_eigenvalues", "hessian_trace", "hessian_erank", "hessian_near_zero_mass",
+)
+
+
+def custom_scalars_layout(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, list]]:
+    """TensorBoard layout (``SummaryWriter.add_custom_scalars`` format): one chart per metric and kind.
+
+    Each chart's tag is a regular expression matching all of the metric's layers, and its
+    ``start`` and ``iteration`` phases as well, so a layer or phase first recorded later still
+    lands in its chart.
+    """
+    pairs = list(dict.fromkeys((r["name"], r["kind"]) for r in records if r.get("value") is not None))
+    order = {name: k for k, name in enumerate(METRIC_ORDER)}
+    pairs.sort(key=lambda pair: order.get(pair[0], len(order)))
+    layout: dict[str, dict[str, list]] = {"accuracy": {title: ["Multiline", [regex]] for title, regex in AVALANCHE_CHARTS.items()}}
+    for name, kind in pairs:
+        regex = rf"^{re.escape(name)}/{re.escape(kind)}(_start|_iteration)?/[^/]+$"
+        layout.setdefault(f"collapse: {kind}", {})[f"{name} ({kind}), every layer"] = ["Multiline", [regex]]
+    return layout
+
+
+def write_layout(writer, records: Iterable[dict[str, Any]]) -> None:
+    writer.add_custom_scalars(custom_scalars_layout(records))
+
+
+def has_layout(run_dir: str | Path) -> bool:
+    """Whether any event file of the run already holds a custom-scalars layout (TensorBoard uses the first)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            if any(value.tag == LAYOUT_TAG for value in event.summary.value):
+                return True
+    return False
+
+
+def figure_rgb(figure, dpi: int = 100):
+    """An RGB ``H × W × 3`` uint8 array of a figure, drawn with the Agg canvas (no pyplot)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    figure.set_dpi(dpi)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def log_figures(writer, result: dict[str, Any], step: int, run_dir: str | Path = ".") -> list[str]:
+    """Draw every report figure the (possibly partial) result has data for, as images at ``step``.
+
+    Returns the names of the figures logged; figures without data are left out silently.
+    """
+    from collapsebench.report.figures import FIGURES, MissingData
+    from collapsebench.report.runs import Run
+
+    run = Run(Path(run_dir), result, label=str((result.get("config") or {}).get("strategy", "run")))
+    logged = []
+    for spec in FIGURES:
+        try:
+            figure = spec.draw([run])
+        except MissingData:
+            continue
+        writer.add_image(f"{IMAGE_PREFIX}/{spec.name}", figure_rgb(figure), global_step=step, dataformats="HWC")
+        logged.append(spec.name)
+    return logged
+
+
+class TensorBoardFigures:
+    """Called by the runner after each experience: writes the layout once, and the figures if asked.
+
+    ``images`` is the opt-in: without it nothing is plotted in the training process.
+    """
+
+    def __init__(self, writer, strategy: str, taps: Sequence[Any], n_experiences: int, images: bool = False):
+        self.writer = writer
+        self.images = images
+        self.layout_written = False
+        self.base = {
+            "config": {"strategy": strategy},
+            "stream": {"n_experiences": n_experiences},
+            "taps": [{"name": t.name, "width": t.width} if not isinstance(t, dict) else t for t in taps],
+        }
+
+    def after_experience(self, matrix: Sequence[Sequence[float]], records: Sequence[dict[str, Any]]) -> None:
+        if not self.layout_written:
+            write_layout(self.writer, records)
+            self.layout_written = True
+        if self.images:
+            result = {**self.base, "accuracy_matrix": [list(row) for row in matrix], "metrics": list(records)}
+            log_figures(self.writer, result, step=len(matrix) - 1)
+        self.writer.flush()
+
+
+def truncated_result(result: dict[str, Any], experience: int) -> dict[str, Any]:
+    """The result as it stood right after experience ``experience`` was trained and evaluated."""
+    return {
+        **result,
+        "status": "partial",
+        "accuracy_matrix": (result.get("accuracy_matrix") or [])[: experience + 1],
+        "metrics": [r for r in result.get("metrics") or [] if int(r.get("experience", 0)) <= experience],
+        "summary": {},
+    }
+
+
+def log_run_directory(run_dir: str | Path, images: bool = True, layout: bool = True) -> dict[str, Any]:
+    """Add the layout (if the run has none) and the figures at every experience to a finished run's TensorBoard.
+
+    Writes a separate event file into the run directory; TensorBoard reads all of a
+    directory's event files as one run. Returns what was written.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    from collapsebench.results import read_results
+
+    run_dir = Path(run_dir)
+    result = read_results(run_dir)
+    written = {"layout": False, "images": {}}
+    need_layout = layout and not has_layout(run_dir)
+    if not need_layout and not images:
+        return written
+    writer = SummaryWriter(str(run_dir), filename_suffix=".collapsebench-report")
+    try:
+        if need_layout:
+            write_layout(writer, result.get("metrics") or [])
+            written["layout"] = True
+        if images:
+            for experience in range(len(result.get("accuracy_matrix") or [])):
+                written["images"][experience] = log_figures(writer, truncated_result(result, experience), experience, run_dir)
+    finally:
+        writer.close()
+    return written
+
+
+def logdir_spec(run_dirs: Sequence[str | Path]) -> str:
+    """``name:path,...`` for ``tensorboard --logdir_spec``, names from the directories' own names, made unique."""
+    used: dict[str, int] = {}
+    parts = []
+    for path in run_dirs:
+        path = Path(path).resolve()
+        name = re.sub(r"[:,]", "_", path.name) or "run"
+        used[name] = used.get(name, 0) + 1
+        if used[name] > 1:
+            name = f"{name}-{used[name]}"
+        parts.append(f"{name}:{path}")
+    return ",".join(parts)
+
+
+def tensorboard_command(run_dirs: Sequence[str | Path], extra: Sequence[str] = ()) -> list[str]:
+    import sys
+
+    if len(run_dirs) == 1:
+        target = ["--logdir", str(Path(run_dirs[0]).resolve())]
+    else:
+        target = ["--logdir_spec", logdir_spec(run_dirs)]
+    return [sys.executable, "-m", "tensorboard.main", *target, *extra]
