@@ -17,7 +17,7 @@ from collapsebench.errors import CollapsebenchError
 KIND_CHOICES = ("architectures", "strategies", "streams", "evaluators", "tracks")
 #: Modules that add subcommands: each has ``add_commands(subparsers, add_plugin_flag) -> {name: handler}``.
 #: They must import only the standard library at module level, so that --help stays instant.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["collapsebench.report.cli"]
 
 
 def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
