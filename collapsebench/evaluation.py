@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
+from avalanche.logging import BaseLogger
+from avalanche.training.plugins import EvaluationPlugin
 
 PHASES = ("end", "start", "iteration")
 
@@ -133,3 +135,38 @@ class CollapseMetric(PluginMetric):
 
     def reset(self):
         pass
+
+
+def _ignore(strategy, **kwargs):
+    return None
+
+
+class LeanEvaluationPlugin(EvaluationPlugin):
+    """Avalanche's ``EvaluationPlugin``, minus the per-callback work when nobody listens.
+
+    Avalanche's plugin forwards every ``before_*``/``after_*`` callback to all metrics and
+    loggers, wrapping the experience for logging each time: eight times per training
+    iteration, mostly to objects that ignore the call. That was a fifth of the training time
+    of an MLP on MNIST. Callbacks that no metric or logger class overrides are skipped.
+    """
+
+    def __init__(self, *metrics, loggers):
+        super().__init__(*metrics, loggers=loggers)
+        self._listened: dict[str, bool] = {}
+
+    def _has_listener(self, callback: str) -> bool:
+        def overrides(obj, base) -> bool:
+            return getattr(type(obj), callback, None) not in (None, getattr(base, callback, None))
+
+        return any(overrides(m, PluginMetric) for m in self.metrics) or any(
+            overrides(logger, BaseLogger) for logger in self.loggers
+        )
+
+    def __getattribute__(self, item):
+        if item.startswith(("before_", "after_")) and item not in EvaluationPlugin.__dict__:
+            listened = object.__getattribute__(self, "_listened")
+            if item not in listened:
+                listened[item] = object.__getattribute__(self, "_has_listener")(item)
+            if not listened[item]:
+                return _ignore
+        return super().__getattribute__(item)

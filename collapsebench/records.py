@@ -192,6 +192,9 @@ class StreamData:
     fingerprint: str
     #: Continual ImageNet resets the output layer at the start of each task.
     reset_head_each_experience: bool = False
+    #: Every sample is a fixed tensor (no random augmentation): the run may gather each
+    #: experience into tensors once and slice minibatches from them (collapsebench.fastdata).
+    fixed_samples: bool = False
     description: str = ""
 
 

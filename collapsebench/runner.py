@@ -18,7 +18,9 @@ import torch
 from collapsebench import results as results_io
 from collapsebench.config import RunConfig, resolve_component_options
 from collapsebench.errors import CollapsebenchError
-from collapsebench.evaluation import Recorder
+from collapsebench.evaluation import LeanEvaluationPlugin, Recorder
+from collapsebench import fastdata
+from collapsebench.fastdata import TensorBatchesMixin
 from collapsebench.manager import PluginManager
 from collapsebench.metrics.accuracy import summarize
 from collapsebench.probe import ProbeSet
@@ -119,7 +121,6 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     """Run one benchmark and write its run directory; return the result."""
     from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
     from avalanche.logging import TensorboardLogger
-    from avalanche.training.plugins import EvaluationPlugin
     from avalanche.training.templates import SupervisedTemplate
 
     options = resolve_component_options(config, registry)
@@ -154,13 +155,15 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
          for name in config.strategy_components]
     )
     progress = ProgressLogger(n_experiences, echo=echo)
-    evaluation = EvaluationPlugin(
+    evaluation = LeanEvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
         loss_metrics(epoch=True),
         *metrics,
         loggers=[TensorboardLogger(run_dir), progress],
     )
     template_cls = parts.template or SupervisedTemplate
+    if stream.fixed_samples:
+        template_cls = type(template_cls.__name__, (TensorBatchesMixin, template_cls), {})
     strategy = template_cls(
         model=model,
         optimizer=make_optimizer(config, model),
@@ -175,24 +178,30 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     )
 
     matrix: list[list[float]] = []
-    timing = {"build": time.perf_counter() - started, "train": 0.0, "evaluate": 0.0}
+    timing = {"build": time.perf_counter() - started, "train": 0.0, "evaluate": 0.0, "data": 0.0}
+
+    def timed(phase: str, call):
+        """Run ``call``, adding its time to ``phase`` less the one-time gathering of tensors."""
+        tick, gathered = time.perf_counter(), fastdata.gather_seconds
+        value = call()
+        data = fastdata.gather_seconds - gathered
+        timing["data"] += data
+        timing[phase] += time.perf_counter() - tick - data
+        return value
+
     status = "complete"
     try:
         for experience in train_stream:
             if stream.reset_head_each_experience and experience.current_experience > 0:
                 model.collapsebench_reset_head()
-            tick = time.perf_counter()
-            strategy.train(experience)
-            timing["train"] += time.perf_counter() - tick
-            tick = time.perf_counter()
-            matrix.append(accuracy_row(strategy.eval(test_stream), n_experiences))
-            timing["evaluate"] += time.perf_counter() - tick
+            timed("train", lambda: strategy.train(experience))
+            matrix.append(accuracy_row(timed("evaluate", lambda: strategy.eval(test_stream)), n_experiences))
             progress.accuracy_row(matrix[-1])
     except KeyboardInterrupt:
         status = "partial"
         echo(f"\nInterrupted after {len(matrix)} of {n_experiences} experiences; writing a partial result.")
 
-    # Avalanche's evaluation metrics ran inside train(); take their share out of training time.
+    # Evaluator metrics run inside train(): report their time apart from training.
     timing["evaluators"] = recorder.seconds
     timing["train"] -= recorder.seconds
     timing["total"] = time.perf_counter() - started

@@ -134,6 +134,7 @@ def _split(name, data: Cifar, n_classes, context, n_experiences, class_order, cl
     )
     settings = {"n_experiences": n_experiences, "train_subset": train_subset, "test_subset": test_subset}
     return StreamData(
+        fixed_samples=True,  # tensors prepared once, no random augmentation
         benchmark=benchmark,
         input_shape=INPUT_SHAPE,
         n_classes=n_classes,
@@ -220,6 +221,7 @@ def build_cifar100_shift(
             experience.subclasses = fine_group
     n_superclasses = len(members)
     return StreamData(
+        fixed_samples=True,  # tensors prepared once, no random augmentation
         benchmark=benchmark,
         input_shape=INPUT_SHAPE,
         n_classes=n_superclasses,

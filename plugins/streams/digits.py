@@ -55,6 +55,7 @@ def build_split_digits(context: StreamContext, n_experiences: int, test_fraction
     )
     fingerprint = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16]
     return StreamData(
+        fixed_samples=True,  # tensors prepared once, no random augmentation
         benchmark=benchmark,
         input_shape=(1, 8, 8),
         n_classes=10,

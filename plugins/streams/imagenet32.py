@@ -171,6 +171,7 @@ def build_continual_imagenet32(
         "test_images": test_images,
     }
     return StreamData(
+        fixed_samples=True,  # tensors prepared once, no random augmentation
         benchmark=benchmark,
         input_shape=INPUT_SHAPE,
         n_classes=2,

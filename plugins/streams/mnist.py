@@ -120,6 +120,7 @@ def build_split_mnist(
     )
     settings = {"n_experiences": n_experiences, "train_subset": train_subset, "test_subset": test_subset}
     return StreamData(
+        fixed_samples=True,  # tensors prepared once, no random augmentation
         benchmark=benchmark,
         input_shape=INPUT_SHAPE,
         n_classes=10,
@@ -184,6 +185,7 @@ def build_permuted_mnist(
     classes = [set(range(10))] * n_experiences
     settings = {"train_subset": train_subset, "test_subset": test_subset}
     return StreamData(
+        fixed_samples=True,  # tensors prepared once, no random augmentation
         benchmark=tensors.assemble(train, test, classes),
         input_shape=INPUT_SHAPE,
         n_classes=10,

@@ -1,0 +1,147 @@
+"""How much does collapsebench cost over a hand-written PyTorch loop?
+
+Three ways to train the same MLP (784-256-256-10, SGD) on split MNIST, 5 experiences, with the
+same batch size and epochs, measured in one process and interleaved so that they share the
+machine's noise:
+
+- ``hand loop``: a plain PyTorch loop over the stream's tensors (shuffled minibatches).
+- ``collapsebench``: ``collapsebench.runner.execute`` with no evaluators (Avalanche's
+  SupervisedTemplate and evaluation inside); its recorded training time, without and with the
+  one-time gathering of each experience into tensors (the hand loop gets its tensors ready).
+- ``avalanche SplitMNIST``: Avalanche's ``Naive`` on its own ``SplitMNIST`` (per-sample
+  torchvision transforms), for reference.
+
+Only training time is compared (each experience's training, no evaluation); medians over
+``--repeats``. Needs the MNIST files under --data-root (default: ../shared/data).
+
+    uv run python benchmarks/bench_speed.py --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def stream_tensors(benchmark):
+    """Each training experience's (inputs, targets) as tensors, gathered once."""
+    experiences = []
+    for experience in benchmark.train_stream:
+        dataset = experience.dataset
+        xs, ys = zip(*[(x, y) for x, y, *_ in (dataset[i] for i in range(len(dataset)))])
+        experiences.append((torch.stack(xs), torch.tensor(ys)))
+    return experiences
+
+
+def hand_loop(model_factory, experiences, epochs, batch_size, lr, momentum, seed) -> float:
+    torch.manual_seed(seed)
+    model = model_factory()
+    criterion = torch.nn.CrossEntropyLoss()
+    seconds = 0.0
+    for inputs, targets in experiences:
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)  # as Avalanche: a fresh one each time
+        started = time.perf_counter()
+        model.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(targets))
+            for start in range(0, len(targets), batch_size):
+                index = order[start : start + batch_size]
+                x, y = inputs.index_select(0, index), targets.index_select(0, index)
+                optimizer.zero_grad()
+                criterion(model(x), y).backward()
+                optimizer.step()
+        seconds += time.perf_counter() - started
+    return seconds
+
+
+def collapsebench_run(manager, registry, data_root, epochs, batch_size, lr, momentum, seed) -> float:
+    from collapsebench.config import build_config
+    from collapsebench.runner import execute
+
+    with tempfile.TemporaryDirectory() as out:
+        config = build_config({
+            "stream": "split-mnist", "model": "mlp", "strategy": "naive", "evaluators": [],
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum, "seed": seed,
+            "data_root": str(data_root), "out": out, "probe_size": 100,
+        })
+        result = execute(config, manager, registry, echo=lambda *a, **k: None)
+    return result["timing"]["train"], result["timing"]["data"]
+
+
+def avalanche_split_mnist(model_factory, data_root, epochs, batch_size, lr, momentum, seed) -> float:
+    from avalanche.benchmarks.classic import SplitMNIST
+    from avalanche.training import Naive
+
+    benchmark = SplitMNIST(n_experiences=5, seed=seed, dataset_root=str(data_root))
+    torch.manual_seed(seed)
+    model = model_factory()
+    strategy = Naive(
+        model=model, optimizer=torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum),
+        train_mb_size=batch_size, train_epochs=epochs, eval_mb_size=512, evaluator=None,
+    )
+    seconds = 0.0
+    for experience in benchmark.train_stream:
+        started = time.perf_counter()
+        strategy.train(experience)
+        seconds += time.perf_counter() - started
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--data-root", default=os.environ.get("COLLAPSEBENCH_DATA_ROOT", REPO.parent / "shared" / "data"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from avalanche.benchmarks.classic import SplitMNIST  # noqa: F401  (import cost outside the timings)
+
+    from collapsebench.manager import build_manager
+    from collapsebench.records import StreamContext
+    from collapsebench.registry import Registry
+
+    manager = build_manager()
+    registry = Registry(manager)
+    stream_record, mlp = registry.get("stream", "split-mnist"), registry.get("architecture", "mlp")
+    context = StreamContext(seed=0, scenario="class", data_root=Path(args.data_root))
+    experiences = stream_tensors(stream_record.factory(context, **stream_record.option_defaults()).benchmark)
+    model_factory = lambda: mlp.factory((1, 28, 28), 10, False, **mlp.option_defaults())  # noqa: E731
+    budget = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum)
+
+    times = {"hand loop": [], "collapsebench": [], "collapsebench + one-time gathering": [], "avalanche SplitMNIST": []}
+    for repeat in range(args.repeats):
+        times["hand loop"].append(hand_loop(model_factory, experiences, seed=repeat, **budget))
+        train, data = collapsebench_run(manager, registry, args.data_root, seed=repeat, **budget)
+        times["collapsebench"].append(train)
+        times["collapsebench + one-time gathering"].append(train + data)
+        times["avalanche SplitMNIST"].append(avalanche_split_mnist(model_factory, args.data_root, seed=repeat, **budget))
+        print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
+
+    from tabulate import tabulate
+
+    base = statistics.median(times["hand loop"])
+    n_train = sum(len(t) for _, t in experiences)
+    print(f"\nsplit MNIST ({n_train} training images), MLP 784-256-256-10, {args.epochs} epochs, "
+          f"batch {args.batch_size}, {torch.get_num_threads()} torch threads; training time, median of {args.repeats}")
+    print(tabulate(
+        [[name, statistics.median(v), min(v), max(v), statistics.median(v) / base] for name, v in times.items()],
+        headers=["", "median s", "min s", "max s", "x hand loop"], floatfmt=".2f",
+    ))
+
+
+if __name__ == "__main__":
+    main()
