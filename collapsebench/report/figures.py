@@ -109,7 +109,7 @@ def accuracy_matrix(runs: Sequence[Run]) -> Figure:
         raise MissingData("no run has an accuracy matrix (did the first experience finish?)")
     size = _n_experiences(runs)
     rows, columns = _grid_shape(len(groups), 3)
-    fig = Figure(figsize=(3.6 * columns + 1.0, 3.3 * rows + 0.6), layout="constrained")
+    fig = Figure(figsize=(3.8 * columns + 1.2, 3.7 * rows + 0.8), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False)
     image = None
     for ax, (label, members) in zip(axes.flat, groups.items()):
@@ -297,7 +297,8 @@ def _smoothed(curves: Sequence[dict], grid: np.ndarray, sigma: float) -> np.ndar
 
 
 def hessian_density(runs: Sequence[Run]) -> Figure:
-    """Per experience t: the Hessian's spectral density at the end of t (solid) and at the start of t+1 (dashed)."""
+    """Per strategy (rows) and experience t (columns): the Hessian's spectral density at the end of t
+    (solid) and at the start of t+1 (dashed), each smoothed on a grid shared by the column."""
     colors = _colors(runs)
     curves: dict[tuple[str, int, str], list[dict]] = {}  # (label, boundary experience t, phase) -> densities
     for run in runs:
@@ -310,28 +311,32 @@ def hessian_density(runs: Sequence[Run]) -> Figure:
                     curves.setdefault((run.label, experience + shift, phase), []).append(data)
     if not curves:
         raise MissingData("no run recorded the Hessian density (add the hessian evaluator)")
-    boundaries = _spaced(sorted({t for _, t, _ in curves}))
-    rows, columns = _grid_shape(len(boundaries), 3)
-    fig = Figure(figsize=(4.0 * columns, 3.2 * rows + 0.8), layout="constrained")
-    axes = fig.subplots(rows, columns, squeeze=False, sharey=True)
-    for ax, t in zip(axes.flat, boundaries):
+    labels = [label for label in group_runs(runs) if any(key[0] == label for key in curves)]
+    boundaries = _spaced(sorted({t for _, t, _ in curves}), 5)
+    fig = Figure(figsize=(3.4 * len(boundaries) + 0.8, 2.9 * len(labels) + 0.9), layout="constrained")
+    axes = fig.subplots(len(labels), len(boundaries), squeeze=False, sharey=True, sharex="col")
+    for column, t in enumerate(boundaries):
         here = {key: value for key, value in curves.items() if key[1] == t}
         nodes = np.array([x for densities in here.values() for d in densities for x in d["nodes"]], dtype=float)
         spread = float(np.ptp(nodes))
         sigma = 0.01 * spread if spread > 0 else max(1e-3 * float(np.abs(nodes).max()), 1e-12)
         grid = np.linspace(nodes.min() - 3 * sigma, nodes.max() + 3 * sigma, 600)
-        for (label, _, phase), densities in sorted(here.items(), key=lambda kv: (kv[0][0], kv[0][2] != "end")):
-            values = np.maximum(_smoothed(densities, grid, sigma), DENSITY_FLOOR)
-            name = f"{label}, end of {t}" if phase == "end" else f"{label}, start of {t + 1}"
-            ax.plot(grid, values, color=colors[label], linestyle="-" if phase == "end" else "--", linewidth=1.2, label=name)
-        ax.set_yscale("log")
-        ax.set_title(f"experience {t} → {t + 1}", fontsize=10)
-        ax.set_xlabel("Hessian eigenvalue λ (loss / parameter²)")
-        ax.legend(fontsize=7, loc="upper right")
-    for row in axes:
-        row[0].set_ylabel("spectral density (per unit λ, log)")
-    for ax in list(axes.flat)[len(boundaries):]:
-        ax.set_visible(False)
+        for row, label in enumerate(labels):
+            ax = axes[row][column]
+            for phase, style, name in (("end", "-", f"end of {t}"), ("start", "--", f"start of {t + 1}")):
+                if (label, t, phase) in here:
+                    values = np.maximum(_smoothed(here[(label, t, phase)], grid, sigma), DENSITY_FLOOR)
+                    ax.plot(grid, values, color=colors[label], linestyle=style, linewidth=1.2, label=name)
+            ax.set_yscale("log")
+            if ax.lines:
+                ax.legend(fontsize=7, loc="upper right")
+            if row == 0:
+                ax.set_title(f"experience {t} → {t + 1}" if t + 1 < _n_experiences(runs) else f"end of experience {t}",
+                             fontsize=10)
+            if row == len(labels) - 1:
+                ax.set_xlabel("Hessian eigenvalue λ (loss / parameter²)")
+    for row, label in enumerate(labels):
+        axes[row][0].set_ylabel(f"{label}\nspectral density (per unit λ, log)")
     fig.suptitle("Hessian spectral density at the end of each experience and the start of the next (He et al.)")
     return fig
 
