@@ -73,7 +73,7 @@ def test_listing_architectures_does_not_import_torch():
 
 
 @pytest.mark.parametrize("multihead", [False, True], ids=["single", "multi"])
-@pytest.mark.parametrize("shape,n_classes", SHAPES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
+@pytest.mark.parametrize("shape,n_classes", SHAPES, ids=["8x8", "28x28", "32x32"])
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_forward_backward(name, shape, n_classes, multihead):
     from avalanche.models import MultiTaskModule
@@ -413,3 +413,11 @@ def test_split_digits_run_through_the_cli(name, scenario, tmp_path):
     assert len(matrix) == 5 and all(len(row) == 5 for row in matrix)
     if scenario == "task":  # two classes per head: the diagonal is above chance (0.5)
         assert sum(matrix[i][i] for i in range(5)) / 5 > 0.6
+
+
+def test_shapes_may_be_numpy_or_torch_integers():
+    import numpy as np
+
+    for shape in (np.array([1, 8, 8]), torch.Size([1, 8, 8])):
+        model = BUILTIN["convnet"].factory(tuple(shape), np.int64(10), False)
+        assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)

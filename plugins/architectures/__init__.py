@@ -10,6 +10,7 @@ models live in sibling modules imported only when a model is built.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 
 from collapsebench import Architecture, Option, hookimpl
@@ -30,17 +31,27 @@ def parameter_count(model) -> int:
 
 def _check_classes(architecture: str, n_classes: int) -> None:
     if not isinstance(n_classes, int) or n_classes < 1:
-        raise CollapsebenchError(f"Architecture {architecture!r} needs a positive number of classes, got {n_classes!r}.")
+        raise CollapsebenchError(
+            f"Architecture {architecture!r} needs a positive number of classes, got {n_classes!r}."
+        )
 
 
 def _image_shape(architecture: str, input_shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(input_shape)
-    if len(shape) != 3 or any(not isinstance(s, int) or s < 1 for s in shape):
+    shape = _int_shape(input_shape)
+    if len(shape) != 3 or any(s < 1 for s in shape):
         raise CollapsebenchError(
             f"Architecture {architecture!r} needs images (channels, height, width); "
             f"the stream declares inputs of shape {shape}. Use 'mlp' for other inputs."
         )
     return shape
+
+
+def _int_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    # Streams may declare sizes as numpy or torch integers.
+    try:
+        return tuple(operator.index(s) for s in input_shape)
+    except TypeError:
+        raise CollapsebenchError(f"An input shape must be a sequence of integers, got {input_shape!r}.") from None
 
 
 def _positive_ints(architecture: str, option: str, values: Sequence[int]) -> list[int]:
@@ -129,7 +140,7 @@ def _architecture(name: str, description: str, build, options: tuple[Option, ...
     directly (in a test, from another plugin) behaves exactly like a run."""
 
     def factory(input_shape, n_classes, multihead, **given):
-        return build(tuple(input_shape), n_classes, multihead, **record.resolve_options(given))
+        return build(_int_shape(input_shape), operator.index(n_classes), multihead, **record.resolve_options(given))
 
     factory.__name__ = factory.__qualname__ = build.__name__
     factory.__doc__ = f"Build a {name!r} model: factory(input_shape, n_classes, multihead, **options)."

@@ -4,9 +4,10 @@ The image is cut into ``frames`` horizontal strips (zero rows are added at the b
 the height does not divide evenly), which are the time steps, top to bottom. Each layer's
 hidden state is a ``channels x strip height x width`` map; the next layer reads the
 sequence of hidden states. The last layer's final hidden state feeds the head, either
-flattened (the default: the head weighs every position) or averaged over its positions. The bidirectional variant runs a second GRU bottom to top in each layer and
-concatenates the two directions along channels (both the sequences the next layer reads and
-the final states the head reads).
+flattened (the default: the head weighs every position) or averaged over its positions.
+The bidirectional variant runs a second GRU bottom to top in each layer and concatenates
+the two directions along channels (both the sequences the next layer reads and the final
+states the head reads).
 
 The gates follow ``torch.nn.GRU``, with convolutions in place of matrix products:
 r = σ(W_ir∗x + W_hr∗h), z = σ(W_iz∗x + W_hz∗h), n = tanh(W_in∗x + r ⊙ (W_hn∗h)),

@@ -67,11 +67,10 @@ class ResNet18Features(nn.Module):
         self.stages = nn.ModuleList()
         previous = channels[0]
         for index, out_channels in enumerate(channels):
-            first_stride = 1 if index == 0 else 2
-            blocks = [
-                BasicBlock(previous if b == 0 else out_channels, out_channels, first_stride if b == 0 else 1, batch_norm)
-                for b in range(BLOCKS_PER_STAGE)
-            ]
+            # the first block of stages 2-4 halves the resolution and changes the width
+            stride = 1 if index == 0 else 2
+            blocks = [BasicBlock(previous, out_channels, stride, batch_norm)]
+            blocks += [BasicBlock(out_channels, out_channels, 1, batch_norm) for _ in range(BLOCKS_PER_STAGE - 1)]
             self.stages.append(nn.Sequential(*blocks))
             previous = out_channels
         self.pool = nn.AdaptiveAvgPool2d(1)
