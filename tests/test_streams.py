@@ -494,12 +494,11 @@ def test_random_labels_on_the_test_side_and_over_other_bases(mnist_root):
 def test_random_labels_uses_the_hosts_builder_when_given(mnist_root):
     calls = []
 
-    class HostContext(StreamContext):
-        def build_stream(self, name, context, options):
-            calls.append((name, options))
-            return build(name, mnist_root, **options)
+    def build_stream(name, context, options):
+        calls.append((name, options))
+        return build(name, mnist_root, **options)
 
-    context = HostContext(seed=0, scenario="class", data_root=mnist_root)
+    context = StreamContext(seed=0, scenario="class", data_root=mnist_root, build_stream=build_stream)
     random_labels.build_random_labels(context, "split-mnist", {"n_experiences": 2}, None, "train")
     assert calls == [("split-mnist", {"n_experiences": 2})]
 
