@@ -162,10 +162,13 @@ def _describe(event: dict) -> str | None:
     return None
 
 
-def check_page(page: Path, screenshot_stem: Path, chromium: str, width: int = 1280, height: int = 900) -> PageCheck:
-    """Load ``page`` (a local file), collect its errors, and save ``<stem>.png`` (first screen) and
-    ``<stem>-full.png`` (the whole page)."""
-    check = PageCheck(url=Path(page).resolve().as_uri())
+def check_page(page: Path | str, screenshot_stem: Path, chromium: str, width: int = 1280, height: int = 900,
+               settle: float = 0.0) -> PageCheck:
+    """Load ``page`` (a local file, or a URL string), collect its errors, and save ``<stem>.png``
+    (first screen) and ``<stem>-full.png`` (the whole page). ``settle`` seconds are waited after
+    the load event, for pages that draw with scripts."""
+    url = page if isinstance(page, str) and "://" in page else Path(page).resolve().as_uri()
+    check = PageCheck(url=url)
     with tempfile.TemporaryDirectory(prefix="collapsebench-chromium-") as profile:
         browser = DevToolsPipe(chromium, profile)
         try:
@@ -177,6 +180,7 @@ def check_page(page: Path, screenshot_stem: Path, chromium: str, width: int = 12
                          {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=session)
             browser.send("Page.navigate", {"url": check.url}, session=session)
             browser.wait_for("Page.loadEventFired", session)
+            time.sleep(settle)
             evaluate = {"expression": BROKEN_IMAGES_JS, "returnByValue": True}
             check.broken_images = browser.send("Runtime.evaluate", evaluate, session=session)["result"]["value"]
             count = {"expression": "document.images.length", "returnByValue": True}

@@ -63,7 +63,7 @@ def synthetic_result(strategy="naive", seed=0, n_experiences=4, finished=None, i
     records = []
     for e in range(finished):
         if "hessian" in include and e > 0:
-            records.append(_record("hessian_density", "hessian", "model", e, 0.4, "start", density(e, "start")))
+            records.append(_record("hessian_density", "hessian", "model", e, None, "start", density(e, "start")))
             records.append(_record("hessian_trace", "hessian", "model", e, 3.0 + e, "start"))
         for index, (layer, _) in enumerate(TAPS):
             if "erank" in include:
@@ -77,7 +77,7 @@ def synthetic_result(strategy="naive", seed=0, n_experiences=4, finished=None, i
                     records.append(_record("cka", "representation", layer, e, cka(index, probe, e),
                                            data={"probe_experience": probe}))
         if "hessian" in include:
-            records.append(_record("hessian_density", "hessian", "model", e, 0.3, "end", density(e, "end")))
+            records.append(_record("hessian_density", "hessian", "model", e, None, "end", density(e, "end")))
             records.append(_record("hessian_trace", "hessian", "model", e, 2.0 + e, "end"))
     matrix = [[accuracy(strategy, i, j, seed) for j in range(n_experiences)] for i in range(finished)]
     summary = {}

@@ -1,0 +1,220 @@
+"""The report: figure contents against closed forms, the page's self-containment, the command."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+from report_synthetic import TAPS, accuracy, activation_erank, cka, dead, dormant, synthetic_result, write_run
+from scipy import stats
+
+from collapsebench.report import figures
+from collapsebench.report.html import build_page, render_figures, write_report
+from collapsebench.report.runs import Run, forgetting_and_erank_drop, load_runs
+
+
+def make_run(label="naive", **kwargs) -> Run:
+    kwargs.setdefault("strategy", label)
+    return Run(path=None, result=synthetic_result(**kwargs), label=label)
+
+
+@pytest.fixture(scope="module")
+def four_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    dirs = [write_run(base / f"{s}{seed}", strategy=s, seed=seed) for s in ("naive", "replay") for seed in (0, 1)]
+    return load_runs(dirs)
+
+
+def test_runs_are_labelled_by_strategy_unless_benchmarks_differ(tmp_path):
+    a = write_run(tmp_path / "a", strategy="naive")
+    b = write_run(tmp_path / "b", strategy="replay")
+    assert [r.label for r in load_runs([a, b])] == ["naive", "replay"]
+    other = synthetic_result(strategy="naive")
+    other["config"]["model"] = "resnet18"
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "results.json").write_text(json.dumps(other))
+    labels = [r.label for r in load_runs([a, tmp_path / "c"])]
+    assert labels == ["split-digits · mlp · naive", "split-digits · resnet18 · naive"]
+
+
+def test_forgetting_and_erank_drop_closed_form():
+    run = make_run("naive")
+    experiences, drops, forgetting = forgetting_and_erank_drop(run)
+    size = 4
+    mean_erank = [sum(activation_erank("naive", layer, e) for layer, _ in TAPS) / len(TAPS) for e in range(size)]
+    assert experiences == [0, 1, 2]
+    assert drops == pytest.approx([mean_erank[j] - mean_erank[-1] for j in range(3)])
+    expected = [max(accuracy("naive", i, j) for i in range(size - 1)) - accuracy("naive", size - 1, j) for j in range(3)]
+    assert forgetting == pytest.approx(expected)
+
+
+def test_forgetting_needs_a_complete_run():
+    assert forgetting_and_erank_drop(make_run("naive", finished=2)) == ([], [], [])
+    with pytest.raises(figures.MissingData):
+        figures.forgetting_vs_erank_drop([make_run("naive", finished=2)])
+
+
+def test_accuracy_heatmap_shows_the_mean_over_seeds():
+    runs = [make_run("naive", seed=0), make_run("naive", seed=1), make_run("replay", seed=0)]
+    fig = figures.accuracy_matrix(runs)
+    naive_axes, replay_axes = [ax for ax in fig.axes if ax.images]
+    expected = np.array([[(accuracy("naive", i, j, 0) + accuracy("naive", i, j, 1)) / 2 for j in range(4)] for i in range(4)])
+    np.testing.assert_allclose(naive_axes.images[0].get_array().filled(np.nan), expected)
+    assert naive_axes.get_title() == "naive (2 seeds)" and replay_axes.get_title() == "replay"
+
+
+def test_partial_run_leaves_unrun_rows_blank():
+    fig = figures.accuracy_matrix([make_run("naive", finished=2)])
+    shown = fig.axes[0].images[0].get_array()
+    assert not shown.mask[:2].any() and shown.mask[2:].all()
+
+
+def test_erank_figure_peak_normalizes_when_not_recorded():
+    run = make_run("naive")
+    fig = figures.activation_erank([run])
+    by_title = {ax.get_ylabel(): ax for ax in fig.axes}
+    norm_axes = [ax for ax in fig.axes if ax.get_ylabel().startswith("erank / running peak")]
+    raw = [activation_erank("naive", "fc1", e) for e in range(4)]
+    expected = [v / max(raw[: k + 1]) for k, v in enumerate(raw)]
+    assert expected[-1] < 1.0
+    np.testing.assert_allclose(norm_axes[0].lines[0].get_ydata(), expected)
+    assert "fc1\nerank (dimensions)" in by_title and "fc2\nerank (dimensions)" in by_title
+
+
+def test_recorded_peak_normalization_is_preferred():
+    run = make_run("naive")
+    for record in list(run.records):
+        if record["name"] == "erank" and record["kind"] == "weight":
+            run.records.append({**record, "name": "erank_peak_normalized", "value": 0.5})
+    norm_axes = [ax for ax in figures.weight_erank([run]).axes if ax.get_ylabel().startswith("erank / running peak")]
+    np.testing.assert_allclose(norm_axes[0].lines[0].get_ydata(), [0.5] * 4)
+
+
+def test_seed_band_spans_the_seeds():
+    runs = [make_run("naive", seed=0), make_run("naive", seed=3)]
+    ax = next(ax for ax in figures.activation_erank(runs).axes if ax.get_ylabel() == "fc1\nerank (dimensions)")
+    mean = [(activation_erank("naive", "fc1", e, 0) + activation_erank("naive", "fc1", e, 3)) / 2 for e in range(4)]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), mean)
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == pytest.approx(min(activation_erank("naive", "fc1", e, 0) for e in range(4)))
+    assert band[:, 1].max() == pytest.approx(max(activation_erank("naive", "fc1", e, 3) for e in range(4)))
+
+
+def test_forgetting_figure_reports_correlations_an_independent_implementation_agrees_with():
+    runs = [make_run("naive", seed=0), make_run("naive", seed=1), make_run("replay")]
+    fig = figures.forgetting_vs_erank_drop(runs)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    for label, members in (("naive", runs[:2]), ("replay", runs[2:])):
+        xs = [x for r in members for x in forgetting_and_erank_drop(r)[1]]
+        ys = [y for r in members for y in forgetting_and_erank_drop(r)[2]]
+        pearson, spearman = stats.pearsonr(xs, ys)[0], stats.spearmanr(xs, ys)[0]
+        text = next(t for t in legend if t.startswith(label + ":"))
+        assert f"Pearson r = {pearson:.2f}" in text and f"Spearman ρ = {spearman:.2f}" in text
+        assert f"(n = {len(xs)})" in text
+
+
+def test_cka_heatmaps_hold_the_recorded_values():
+    fig = figures.cka_by_layer([make_run("naive")])
+    panels = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in panels] == [f"naive: inputs of experience {j}" for j in range(3)]
+    for probe, ax in enumerate(panels):
+        later = list(range(probe + 1, 4))
+        expected = np.array([[cka(index, probe, i) for i in later] for index in range(len(TAPS))])
+        np.testing.assert_allclose(ax.images[0].get_array().filled(np.nan), expected)
+        assert [t.get_text() for t in ax.get_xticklabels()] == [str(i) for i in later]
+
+
+def test_hessian_density_curves_are_densities_and_pair_end_with_next_start():
+    fig = figures.hessian_density([make_run("naive")])
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert len(panels) == 4  # boundaries 0→1, 1→2, 2→3, and the end of 3
+    for t, ax in enumerate(panels):
+        styles = {line.get_label(): line.get_linestyle() for line in ax.lines}
+        expected = {f"end of {t}": "-"} if t == 3 else {f"end of {t}": "-", f"start of {t + 1}": "--"}
+        assert styles == expected
+        for line in ax.lines:  # smoothed point masses with weights summing to 1 integrate to 1
+            x, y = line.get_xdata(), line.get_ydata()
+            assert np.trapezoid(y, x) == pytest.approx(1.0, abs=0.02)
+
+
+def test_dead_and_dormant_units_are_width_weighted_over_layers():
+    fig = figures.dead_and_dormant_units([make_run("naive")])
+    dead_ax, dormant_ax = fig.axes
+    widths = dict(TAPS)
+    for ax, fn in ((dead_ax, dead), (dormant_ax, dormant)):
+        expected = [sum(widths[layer] * fn(layer, e) for layer in widths) / sum(widths.values()) for e in range(4)]
+        np.testing.assert_allclose(ax.lines[0].get_ydata(), expected)
+
+
+def test_every_figure_is_titled_and_labelled(four_runs):
+    for spec in figures.FIGURES:
+        fig = spec.draw(four_runs)
+        assert fig._suptitle is not None and fig._suptitle.get_text(), spec.name
+        assert spec.caption.endswith(".") and spec.caption.count(". ") == 0, spec.name  # one sentence
+        for ax in fig.axes:
+            if not ax.get_visible():
+                continue
+            if ax.get_label() == "<colorbar>":
+                assert ax.get_ylabel(), f"{spec.name}: colorbar without a label"
+                continue
+            assert ax.get_xlabel() or ax.get_subplotspec().rowspan.stop < ax.get_subplotspec().get_gridspec().nrows, spec.name
+            assert ax.get_ylabel() or ax.get_subplotspec().colspan.start > 0, spec.name
+            for label in (ax.get_xlabel(), ax.get_ylabel()):
+                assert not label or "(" in label, f"{spec.name}: {label!r} names no unit"
+
+
+def test_missing_data_becomes_a_note_not_an_error():
+    run = make_run("naive", include=())
+    rendered = {r.spec.name: r for r in render_figures([run])}
+    assert rendered["accuracy_matrix"].png is not None
+    for name in ("weight_erank", "activation_erank", "forgetting_vs_erank_drop", "cka_by_layer",
+                 "hessian_density", "dead_and_dormant_units"):
+        assert rendered[name].png is None and rendered[name].missing
+    page = build_page([run], list(rendered.values()))
+    assert page.count("class='note'>Not drawn:") == 6
+    assert "add the hessian evaluator" in page
+
+
+def test_page_is_self_contained_and_pngs_match(tmp_path, four_runs):
+    files = write_report(four_runs, tmp_path / "out" / "page.html")
+    page = files.page.read_text()
+    assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:)?//""", page), "the page must not reach the network"
+    assert "<script" not in page
+    embedded = [base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)]
+    assert len(embedded) == len(figures.FIGURES) == len(files.images)
+    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in embedded)
+    assert sorted(embedded) == sorted(p.read_bytes() for p in files.images)
+    assert {p.name for p in files.images} == {f"page-{spec.name}.png" for spec in figures.FIGURES}
+    for spec in figures.FIGURES:
+        assert f"<figcaption>{spec.caption}</figcaption>" in page.replace("&#x27;", "'")
+
+
+def test_report_command_writes_page_beside_a_single_run(tmp_path, cli):
+    run_dir = write_run(tmp_path / "run", strategy="naive", include=("erank",))
+    code, out, _ = cli("report", run_dir)
+    assert code == 0
+    assert (run_dir / "report.html").exists() and (run_dir / "report-accuracy_matrix.png").exists()
+    assert "not drawn: hessian_density" in out
+    assert not (run_dir / "report-hessian_density.png").exists()
+
+
+def test_report_command_names_a_missing_run_directory(tmp_path, cli):
+    code, _, err = cli("report", tmp_path / "nowhere")
+    assert code == 2 and "No such run directory" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli("report", tmp_path / "empty")
+    assert code == 2 and "results.json" in err
+
+
+def test_non_finite_values_are_skipped_not_plotted():
+    run = make_run("naive")
+    for record in run.records:
+        if record["name"] == "erank" and record["kind"] == "activation" and record["experience"] == 2:
+            record["value"] = None
+    ax = next(ax for ax in figures.activation_erank([run]).axes if ax.get_ylabel() == "fc1\nerank (dimensions)")
+    assert list(ax.lines[0].get_xdata()) == [0, 1, 3]
+    assert all(math.isfinite(v) for v in ax.lines[0].get_ydata())
