@@ -34,7 +34,7 @@ class RunConfig:
     #: One strategy or several joined with "+" (``replay+cbp``): their parts compose.
     strategy: str = "naive"
     #: The accuracy matrix is always measured; these add collapse measurements.
-    evaluators: list[str] = field(default_factory=lambda: ["erank"])
+    evaluators: list[str] = field(default_factory=lambda: ["weights", "activations"])
     scenario: str | None = None  # None: the stream's default
     seed: int = 0
     # split-digits has ~290 training images per experience: 5 passes of minibatches of 16

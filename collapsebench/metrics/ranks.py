@@ -22,6 +22,10 @@ __all__ = [
     "dormant_units",
     "weight_magnitude",
     "feature_norm",
+    "spectrum_stable_rank",
+    "spectrum_srank",
+    "spectrum_approx_rank",
+    "spectrum_feature_rank",
 ]
 
 
@@ -80,7 +84,11 @@ def stable_rank(matrix: torch.Tensor) -> float:
 
     Not to be confused with :func:`srank`, which some codebases call "stable rank".
     """
-    sigma = singular_values(matrix)
+    return spectrum_stable_rank(singular_values(matrix))
+
+
+def spectrum_stable_rank(sigma: torch.Tensor) -> float:
+    """:func:`stable_rank` from given singular values σ₁ ≥ σ₂ ≥ … (one SVD shared by several metrics)."""
     if sigma.numel() == 0 or sigma[0] == 0:
         return 0.0
     return float((sigma**2).sum() / sigma[0] ** 2)
@@ -95,7 +103,11 @@ def _least_k_reaching(cumulative_fraction: torch.Tensor, level: float) -> int:
 
 def srank(matrix: torch.Tensor, delta: float = 0.01) -> int:
     """srank (Kumar et al.): the least k with Σ_{i≤k} σ_i / Σσ ≥ 1 − δ (δ = 0.01). 0 for the zero matrix."""
-    sigma = singular_values(matrix)
+    return spectrum_srank(singular_values(matrix), delta)
+
+
+def spectrum_srank(sigma: torch.Tensor, delta: float = 0.01) -> int:
+    """:func:`srank` from given singular values σ₁ ≥ σ₂ ≥ …."""
     total = sigma.sum()
     if sigma.numel() == 0 or total == 0:
         return 0
@@ -104,7 +116,12 @@ def srank(matrix: torch.Tensor, delta: float = 0.01) -> int:
 
 def approx_rank(matrix: torch.Tensor, threshold: float = 0.99) -> int:
     """Approximate rank (Dohare et al.): the least k with Σ_{i≤k} σ_i² / Σσ² ≥ 0.99. 0 for the zero matrix."""
-    energy = singular_values(matrix) ** 2
+    return spectrum_approx_rank(singular_values(matrix), threshold)
+
+
+def spectrum_approx_rank(sigma: torch.Tensor, threshold: float = 0.99) -> int:
+    """:func:`approx_rank` from given singular values σ₁ ≥ σ₂ ≥ …."""
+    energy = sigma**2
     total = energy.sum()
     if energy.numel() == 0 or total == 0:
         return 0
@@ -117,8 +134,14 @@ def feature_rank(features: torch.Tensor, eps: float = 0.01) -> int:
     n = features.shape[0]
     if n == 0:
         return 0
-    sigma = singular_values(features) / n**0.5
-    return int((sigma > eps).sum().item())
+    return spectrum_feature_rank(singular_values(features), n, eps)
+
+
+def spectrum_feature_rank(sigma: torch.Tensor, n: int, eps: float = 0.01) -> int:
+    """:func:`feature_rank` from the singular values σ of the ``n x d`` activation matrix Φ (not of Φ/√n)."""
+    if n == 0:
+        return 0
+    return int((sigma / n**0.5 > eps).sum().item())
 
 
 def _unit_columns(activations: torch.Tensor) -> torch.Tensor:
