@@ -1,5 +1,8 @@
 """Synthetic run directories for the report tests: every record kind the evaluators write, with
-values chosen so that the figures' contents have closed forms."""
+values chosen so that the figures' contents have closed forms.
+
+Records follow the built-in evaluators: CKA has kind ``exp<j>`` with ``data["probe_experience"]``;
+the whole-model Hessian has kind ``model`` and layer ``all``, per-layer blocks kind ``layer``."""
 
 from __future__ import annotations
 
@@ -63,8 +66,8 @@ def synthetic_result(strategy="naive", seed=0, n_experiences=4, finished=None, i
     records = []
     for e in range(finished):
         if "hessian" in include and e > 0:
-            records.append(_record("hessian_density", "hessian", "model", e, None, "start", density(e, "start")))
-            records.append(_record("hessian_trace", "hessian", "model", e, 3.0 + e, "start"))
+            records.append(_record("hessian_density", "model", "all", e, None, "start", density(e, "start")))
+            records.append(_record("hessian_trace", "model", "all", e, 3.0 + e, "start"))
         for index, (layer, _) in enumerate(TAPS):
             if "erank" in include:
                 records.append(_record("erank", "weight", layer, e, weight_erank(strategy, layer, e)))
@@ -74,11 +77,11 @@ def synthetic_result(strategy="naive", seed=0, n_experiences=4, finished=None, i
                 records.append(_record("dormant_units", "activation", layer, e, dormant(layer, e)))
             if "cka" in include:
                 for probe in range(e):
-                    records.append(_record("cka", "representation", layer, e, cka(index, probe, e),
+                    records.append(_record("cka", f"exp{probe}", layer, e, cka(index, probe, e),
                                            data={"probe_experience": probe}))
         if "hessian" in include:
-            records.append(_record("hessian_density", "hessian", "model", e, None, "end", density(e, "end")))
-            records.append(_record("hessian_trace", "hessian", "model", e, 2.0 + e, "end"))
+            records.append(_record("hessian_density", "model", "all", e, None, "end", density(e, "end")))
+            records.append(_record("hessian_trace", "model", "all", e, 2.0 + e, "end"))
     matrix = [[accuracy(strategy, i, j, seed) for j in range(n_experiences)] for i in range(finished)]
     summary = {}
     if finished == n_experiences:

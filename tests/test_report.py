@@ -6,6 +6,7 @@ import base64
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,13 +43,19 @@ def test_runs_are_labelled_by_strategy_unless_benchmarks_differ(tmp_path):
 
 
 def test_forgetting_and_erank_drop_closed_form():
-    run = make_run("naive")
+    run = make_run("replay")
     experiences, drops, forgetting = forgetting_and_erank_drop(run)
     size = 4
-    mean_erank = [sum(activation_erank("naive", layer, e) for layer, _ in TAPS) / len(TAPS) for e in range(size)]
+
+    def normalized(layer, e):
+        return activation_erank("replay", layer, e) / max(activation_erank("replay", layer, u) for u in range(e + 1))
+
+    assert normalized("fc1", 0) == 1.0 and normalized("fc1", 1) == 1.0 and normalized("fc1", 3) < 1.0
+    expected_drops = [sum(normalized(layer, j) - normalized(layer, size - 1) for layer, _ in TAPS) / len(TAPS)
+                      for j in range(size - 1)]
     assert experiences == [0, 1, 2]
-    assert drops == pytest.approx([mean_erank[j] - mean_erank[-1] for j in range(3)])
-    expected = [max(accuracy("naive", i, j) for i in range(size - 1)) - accuracy("naive", size - 1, j) for j in range(3)]
+    assert drops == pytest.approx(expected_drops)
+    expected = [max(accuracy("replay", i, j) for i in range(size - 1)) - accuracy("replay", size - 1, j) for j in range(3)]
     assert forgetting == pytest.approx(expected)
 
 
@@ -126,6 +133,34 @@ def test_cka_heatmaps_hold_the_recorded_values():
         expected = np.array([[cka(index, probe, i) for i in later] for index in range(len(TAPS))])
         np.testing.assert_allclose(ax.images[0].get_array().filled(np.nan), expected)
         assert [t.get_text() for t in ax.get_xticklabels()] == [str(i) for i in later]
+
+
+def test_cka_probe_experience_may_come_from_the_kind_or_the_data():
+    for variant in ("kind only", "data only"):
+        run = make_run("naive")
+        for record in run.records:
+            if record["name"] == "cka":
+                if variant == "kind only":
+                    record.pop("data")
+                else:
+                    record["kind"] = "representation"
+        panels = [ax for ax in figures.cka_by_layer([run]).axes if ax.images]
+        assert [ax.get_title() for ax in panels] == [f"naive: inputs of experience {j}" for j in range(3)], variant
+        np.testing.assert_allclose(panels[0].images[0].get_array().filled(np.nan)[:, 0], [cka(0, 0, 1), cka(1, 0, 1)])
+
+
+def test_hessian_density_prefers_the_whole_model_block():
+    run = make_run("naive")
+    per_layer = [{**r, "kind": "layer", "layer": "fc1", "data": {"nodes": [100.0, 200.0], "weights": [0.5, 0.5]}}
+                 for r in run.records if r["name"] == "hessian_density"]
+    run.records[:0] = per_layer  # first in the file, still not chosen
+    ax = next(ax for ax in figures.hessian_density([run]).axes if ax.lines)
+    assert ax.lines[0].get_xdata().max() < 100
+    for record in run.records:  # the format named kind "hessian", layer "model" works the same
+        if record["name"] == "hessian_density" and record["kind"] == "model":
+            record["kind"], record["layer"] = "hessian", "model"
+    ax = next(ax for ax in figures.hessian_density([run]).axes if ax.lines)
+    assert ax.lines[0].get_xdata().max() < 100
 
 
 def test_hessian_density_curves_are_densities_and_pair_end_with_next_start():
@@ -218,3 +253,19 @@ def test_non_finite_values_are_skipped_not_plotted():
     ax = next(ax for ax in figures.activation_erank([run]).axes if ax.get_ylabel() == "fc1\nerank (dimensions)")
     assert list(ax.lines[0].get_xdata()) == [0, 1, 3]
     assert all(math.isfinite(v) for v in ax.lines[0].get_ydata())
+
+
+REAL_RUNS = [Path(__file__).parent / "fixtures" / "report" / name for name in ("naive", "replay")]
+
+
+def test_real_runs_draw_every_figure_and_agree_with_the_summary():
+    # results.json of real runs (split-digits, MLP, 3 epochs; evaluators weights, activations, hessian, cka)
+    runs = load_runs(REAL_RUNS)
+    assert [r.spec.name for r in render_figures(runs) if r.png is None] == []
+    legend = [t.get_text() for t in figures.forgetting_vs_erank_drop(runs).axes[0].get_legend().get_texts()]
+    for run, text in zip(runs, legend):
+        recorded = run.summary["forgetting_erank_correlation"]
+        assert f"(n = {recorded['n']})" in text
+        for key, symbol in (("pearson", "r"), ("spearman", "ρ")):
+            shown = "n/a" if recorded[key] is None else f"{recorded[key]:.2f}"
+            assert f"{symbol} = {shown}" in text, (run.label, key, text)

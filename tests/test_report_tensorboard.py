@@ -50,10 +50,12 @@ def test_layout_groups_each_metrics_layers_and_phases_in_one_chart():
         assert activation.match(tag), tag
     for tag in ("erank/weight/fc1", "erank/activation/fc1/histogram", "erank_peak_normalized/activation/fc1"):
         assert not activation.match(tag), tag
-    assert re.match(charts["hessian_trace (hessian), every layer"], "hessian_trace/hessian_start/model")
+    assert re.match(charts["hessian_trace (model), every layer"], "hessian_trace/model_start/all")
     # records without a value (a density) have no scalar to chart
-    assert "hessian_density (hessian), every layer" not in charts
-    assert list(layout) == ["accuracy", "collapse: weight", "collapse: activation", "collapse: representation", "collapse: hessian"]
+    assert "hessian_density (model), every layer" not in charts
+    assert list(layout) == ["accuracy", "collapse: weight", "collapse: activation",
+                            "representation similarity (CKA)", "Hessian spectrum"]
+    assert list(layout["representation similarity (CKA)"]) == [f"cka (exp{j}), every layer" for j in range(3)]
 
 
 def test_runner_helper_writes_the_layout_once_and_images_only_when_asked(tmp_path):

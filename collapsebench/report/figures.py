@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from collapsebench.report.runs import Run, forgetting_and_erank_drop, group_runs
+from collapsebench.report.runs import Run, cka_records, forgetting_and_erank_drop, group_runs, peak_normalized
 
 #: Most panels a figure draws along its time axis before it picks evenly spaced experiences.
 MAX_PANELS = 6
@@ -137,17 +137,6 @@ def accuracy_matrix(runs: Sequence[Run]) -> Figure:
     return fig
 
 
-def _peak_normalized(run: Run, kind: str, layer: str) -> dict[int, float]:
-    recorded = run.by_experience("erank_peak_normalized", kind, layer)
-    if recorded:
-        return recorded
-    from collapsebench.metrics.analysis import erank_peak_normalized
-
-    raw = run.by_experience("erank", kind, layer)
-    experiences = sorted(raw)
-    return dict(zip(experiences, erank_peak_normalized([raw[e] for e in experiences])))
-
-
 def erank_over_experiences(runs: Sequence[Run], kind: str) -> Figure:
     """One row per tapped layer: erank after each experience (left) and the same over its running peak (right)."""
     with_erank = [r for r in runs if r.has("erank", kind)]
@@ -165,11 +154,12 @@ def erank_over_experiences(runs: Sequence[Run], kind: str) -> Figure:
             if not have:
                 continue
             _plot_band(raw_ax, [r.by_experience("erank", kind, layer) for r in have], label, colors[label])
-            _plot_band(norm_ax, [_peak_normalized(r, kind, layer) for r in have], label, colors[label])
+            _plot_band(norm_ax, [peak_normalized(r, kind, layer) for r in have], label, colors[label])
         raw_ax.set_ylabel(f"{layer}\nerank (dimensions)")
         norm_ax.set_ylabel("erank / running peak (ratio)")
         norm_ax.axhline(1.0, color="0.6", linewidth=0.8, linestyle=":")
-        norm_ax.set_ylim(top=1.05)
+        bottom, _ = norm_ax.get_ylim()  # ratios never exceed 1: keep the space for what lies below
+        norm_ax.set_ylim(bottom, 1 + 0.08 * (1 - bottom))
     axes[0][0].set_title("raw effective rank", fontsize=10)
     axes[0][1].set_title("peak-normalized (1 = no collapse)", fontsize=10)
     for ax in axes[-1]:
@@ -220,7 +210,7 @@ def forgetting_vs_erank_drop(runs: Sequence[Run]) -> Figure:
         raise MissingData("needs a complete run (every experience finished) with activation erank recorded")
     ax.axhline(0.0, color="0.7", linewidth=0.8)
     ax.axvline(0.0, color="0.7", linewidth=0.8)
-    ax.set_xlabel("activation erank drop since experience j (dimensions, mean over layers)")
+    ax.set_xlabel("activation erank drop since j (peak-normalized, fraction of peak; layer mean)")
     ax.set_ylabel("forgetting of experience j (accuracy, fraction)")
     ax.legend(fontsize=8, loc="best")
     fig.suptitle("Forgetting against collapse, per experience (Zhu & Jin)")
@@ -235,10 +225,9 @@ def _cka_table(members: Sequence[Run], probe: int, layers: Sequence[str]) -> tup
     """Mean over runs of CKA[layer][later experience] for one probe experience."""
     cells: dict[tuple[str, int], list[float]] = {}
     for run in members:
-        for r in run.select("cka", "representation", phase=None):
-            data = r.get("data") or {}
-            if data.get("probe_experience") == probe and r.get("value") is not None:
-                cells.setdefault((r["layer"], int(r["experience"])), []).append(float(r["value"]))
+        for layer, j, later, value in cka_records(run):
+            if j == probe:
+                cells.setdefault((layer, later), []).append(value)
     later = sorted({e for _, e in cells})
     table = np.full((len(layers), len(later)), math.nan)
     for (layer, e), values in cells.items():
@@ -247,24 +236,25 @@ def _cka_table(members: Sequence[Run], probe: int, layers: Sequence[str]) -> tup
     return later, table
 
 
+def _layer_order(members: Sequence[Run], layers: set[str]) -> list[str]:
+    """Tapped layers in depth order, then any others."""
+    taps = list(dict.fromkeys(t for run in members for t in run.tap_widths))
+    return [t for t in taps if t in layers] + sorted(layers - set(taps))
+
+
 def cka_by_layer(runs: Sequence[Run]) -> Figure:
     """Per strategy (rows) and probe experience j (columns): a layer × later-experience heatmap of linear CKA."""
-    groups = {label: [r for r in members if r.select("cka", "representation", phase=None)]
-              for label, members in group_runs(runs).items()}
+    groups = {label: [r for r in members if cka_records(r)] for label, members in group_runs(runs).items()}
     groups = {label: members for label, members in groups.items() if members}
     if not groups:
         raise MissingData("no run recorded layer-wise CKA (add the cka evaluator)")
-    probes = sorted({int((r.get("data") or {}).get("probe_experience", -1))
-                     for members in groups.values() for run in members
-                     for r in run.select("cka", "representation", phase=None)} - {-1})
-    if not probes:
-        raise MissingData("the CKA records carry no probe_experience")
+    probes = sorted({j for members in groups.values() for run in members for _, j, _, _ in cka_records(run)})
     shown = _spaced(probes, 4)
     fig = Figure(figsize=(3.2 * len(shown) + 1.5, 2.8 * len(groups) + 0.8), layout="constrained")
     axes = fig.subplots(len(groups), len(shown), squeeze=False)
     image = None
     for row, (label, members) in enumerate(groups.items()):
-        layers = list(dict.fromkeys(layer for run in members for layer in run.layers("cka", "representation", phase=None)))
+        layers = _layer_order(members, {layer for run in members for layer, _, _, _ in cka_records(run)})
         for column, probe in enumerate(shown):
             ax = axes[row][column]
             later, table = _cka_table(members, probe, layers)
@@ -278,17 +268,20 @@ def cka_by_layer(runs: Sequence[Run]) -> Figure:
             ax.set_xlabel("after training on experience (index)")
             ax.set_title(f"{label}: inputs of experience {probe}", fontsize=9)
         axes[row][0].set_ylabel("layer (input side at top)")
-    if image is None:
-        raise MissingData("no CKA value was recorded (all null)")
     fig.colorbar(image, ax=axes, label="linear CKA with the representation right after experience j (0–1)", shrink=0.9)
     note = "" if len(shown) == len(probes) else f" (probe experiences {', '.join(map(str, shown))} of {len(probes)})"
     fig.suptitle(f"Layer-wise representation similarity, CKA (Ramasesh et al.){note}")
     return fig
 
 
-def _density_layer(run: Run) -> str | None:
-    layers = run.layers("hessian_density", "hessian", phase=None)
-    return "model" if "model" in layers else (layers[0] if layers else None)
+WHOLE_MODEL = {"model", "all"}
+
+
+def _density_block(run: Run) -> tuple[str, str] | None:
+    """(kind, layer) of the run's whole-model Hessian density records, else of its first ones."""
+    blocks = list(dict.fromkeys((r["kind"], r["layer"]) for r in run.select("hessian_density", None, phase=None)))
+    whole = [b for b in blocks if b[0] in WHOLE_MODEL or b[1] in WHOLE_MODEL]
+    return (whole or blocks or [None])[0]
 
 
 def _smoothed(curves: Sequence[dict], grid: np.ndarray, sigma: float) -> np.ndarray:
@@ -305,11 +298,11 @@ def hessian_density(runs: Sequence[Run]) -> Figure:
     colors = _colors(runs)
     curves: dict[tuple[str, int, str], list[dict]] = {}  # (label, boundary experience t, phase) -> densities
     for run in runs:
-        layer = _density_layer(run)
-        if layer is None:
+        block = _density_block(run)
+        if block is None:
             continue
         for phase, shift in (("end", 0), ("start", -1)):
-            for experience, data in run.data_by_experience("hessian_density", "hessian", layer, phase).items():
+            for experience, data in run.data_by_experience("hessian_density", *block, phase).items():
                 if isinstance(data, dict) and data.get("nodes") and data.get("weights"):
                     curves.setdefault((run.label, experience + shift, phase), []).append(data)
     if not curves:
@@ -408,8 +401,8 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec(
         "forgetting_vs_erank_drop", "Forgetting against activation-erank drop",
         "Each point is one experience j (labelled), placing how much it was forgotten by the end of the run "
-        "against how much the mean activation erank fell since j was learned; a positive r means the "
-        "experiences learned before the larger collapses are the ones forgotten most.",
+        "against how far the layers' peak-normalized activation erank fell after j was learned; a positive r "
+        "means the experiences followed by larger collapses are the ones forgotten most.",
         forgetting_vs_erank_drop,
     ),
     FigureSpec(

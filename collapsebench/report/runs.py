@@ -127,29 +127,59 @@ def complete_matrix(run: Run) -> list[list[float]] | None:
     return matrix
 
 
-def mean_activation_erank(run: Run) -> dict[int, float]:
-    """experience -> activation erank after it, averaged over the tapped layers measured at every experience."""
-    per_layer = [run.by_experience("erank", "activation", layer) for layer in run.layers("erank", "activation")]
-    if not per_layer:
-        return {}
-    common = set.intersection(*(set(values) for values in per_layer))
-    return {e: sum(values[e] for values in per_layer) / len(per_layer) for e in sorted(common)}
+def peak_normalized(run: Run, kind: str, layer: str) -> dict[int, float]:
+    """experience -> erank over its running peak: the recorded ``erank_peak_normalized`` when there
+    is one, else computed from the recorded erank after each experience."""
+    recorded = run.by_experience("erank_peak_normalized", kind, layer)
+    if recorded:
+        return recorded
+    from collapsebench.metrics.analysis import erank_peak_normalized
+
+    raw = run.by_experience("erank", kind, layer)
+    experiences = sorted(raw)
+    return dict(zip(experiences, erank_peak_normalized([raw[e] for e in experiences])))
 
 
 def forgetting_and_erank_drop(run: Run) -> tuple[list[int], list[float], list[float]]:
     """(experiences j, activation-erank drop_j, forgetting_j) for j < T−1 (Zhu & Jin's pairing).
 
-    forgetting_j = max over i < T−1 of R[i][j] − R[T−1][j] (SPEC.md). drop_j is the mean
-    activation erank over tapped layers right after training on j minus the same after the
-    last experience: how much representational capacity the network lost while j was forgotten.
+    forgetting_j = max over i < T−1 of R[i][j] − R[T−1][j] (SPEC.md). drop_j is the mean over
+    tapped layers of peak-normalized activation erank right after training on j minus the same
+    after the last experience: how much representational capacity was lost while j was being
+    forgotten. The same pairing as the summary's ``forgetting_erank_correlation``.
     """
     from collapsebench.metrics.accuracy import forgetting_per_experience
 
     matrix = complete_matrix(run)
-    erank_after = mean_activation_erank(run)
-    if matrix is None or len(matrix) < 2 or len(matrix) - 1 not in erank_after:
+    if matrix is None or len(matrix) < 2:
         return [], [], []
-    final = erank_after[len(matrix) - 1]
+    last = len(matrix) - 1
+    normalized = {layer: peak_normalized(run, "activation", layer) for layer in run.layers("erank", "activation")}
+    final = {layer: values[last] for layer, values in normalized.items() if math.isfinite(values.get(last, math.nan))}
     forgetting = forgetting_per_experience(matrix)
-    experiences = [j for j in range(len(matrix) - 1) if j in erank_after]
-    return experiences, [erank_after[j] - final for j in experiences], [forgetting[j] for j in experiences]
+    experiences, drops, forgotten = [], [], []
+    for j in range(last):
+        changes = [normalized[layer][j] - final[layer] for layer in final if math.isfinite(normalized[layer].get(j, math.nan))]
+        if changes:
+            experiences.append(j)
+            drops.append(sum(changes) / len(changes))
+            forgotten.append(forgetting[j])
+    return experiences, drops, forgotten
+
+
+def cka_records(run: Run) -> list[tuple[str, int, int, float]]:
+    """(layer, probe experience j, later experience i, CKA) of every finite CKA record.
+
+    The probe experience comes from the record's ``data["probe_experience"]``, or else from a
+    kind of the form ``exp<j>``.
+    """
+    rows = []
+    for r in run.select("cka", None, phase=None):
+        data = r.get("data") if isinstance(r.get("data"), dict) else {}
+        probe = data.get("probe_experience")
+        if probe is None and str(r.get("kind", "")).startswith("exp") and str(r["kind"])[3:].isdigit():
+            probe = int(str(r["kind"])[3:])
+        value = r.get("value")
+        if probe is not None and value is not None and math.isfinite(float(value)):
+            rows.append((str(r["layer"]), int(probe), int(r["experience"]), float(value)))
+    return rows

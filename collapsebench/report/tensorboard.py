@@ -51,8 +51,17 @@ def custom_scalars_layout(records: Iterable[dict[str, Any]]) -> dict[str, dict[s
     layout: dict[str, dict[str, list]] = {"accuracy": {title: ["Multiline", [regex]] for title, regex in AVALANCHE_CHARTS.items()}}
     for name, kind in pairs:
         regex = rf"^{re.escape(name)}/{re.escape(kind)}(_start|_iteration)?/[^/]+$"
-        layout.setdefault(f"collapse: {kind}", {})[f"{name} ({kind}), every layer"] = ["Multiline", [regex]]
+        category = _category(name, kind)
+        layout.setdefault(category, {})[f"{name} ({kind}), every layer"] = ["Multiline", [regex]]
     return layout
+
+
+def _category(name: str, kind: str) -> str:
+    if name.startswith("hessian_"):
+        return "Hessian spectrum"
+    if name == "cka":
+        return "representation similarity (CKA)"
+    return f"collapse: {kind}"
 
 
 def write_layout(writer, records: Iterable[dict[str, Any]]) -> None:
