@@ -1,0 +1,125 @@
+"""The commands ``submit``, ``leaderboard`` (and ``leaderboard validate``) and ``verify``.
+
+Only the standard library is imported here, so that ``collapsebench --help`` stays instant; only
+``verify`` trains, and so only it imports torch and Avalanche.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+SORT_CHOICES = ("rank", "average_accuracy", "forgetting", "capacity_retention", "dead_units", "plasticity")
+FORMATS = ("table", "markdown", "json", "html")
+
+
+def add_commands(subparsers, add_plugin_flag) -> dict:
+    submit = subparsers.add_parser(
+        "submit", help="turn the run directories of one strategy on one track into a leaderboard submission"
+    )
+    add_plugin_flag(submit)
+    submit.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one run directory per seed of the track")
+    submit.add_argument("--name", help="the name shown on the board (default: the strategy)")
+    submit.add_argument("--author", help="who ran it")
+    submit.add_argument("--url", help="a link to the code or paper (http or https)")
+    submit.add_argument("--replace", action="store_true", help="replace a submission with the same name or the same runs")
+    _board_flag(submit)
+
+    board = subparsers.add_parser(
+        "leaderboard",
+        help="show the leaderboard (or `leaderboard validate FILE`); --write regenerates its pages",
+        description="Rank the submissions under leaderboard/submissions/ on accuracy and capacity retention.",
+    )
+    add_plugin_flag(board)
+    board.add_argument("--track", help="only this track")
+    board.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    board.add_argument("--sort", choices=SORT_CHOICES, default="rank", help="order rows by this metric's mean (default rank)")
+    board.add_argument("--write", action="store_true", help="also regenerate leaderboard/README.md and leaderboard/index.html")
+    _board_flag(board)
+    actions = board.add_subparsers(dest="leaderboard_action", metavar="ACTION")
+    validate = actions.add_parser("validate", help="validate submission files; writes nothing, exits 1 if any is invalid")
+    add_plugin_flag(validate)
+    validate.add_argument("files", nargs="+", metavar="FILE")
+
+    verify = subparsers.add_parser(
+        "verify", help="re-run one seed of a submission and compare its accuracy matrix and summary"
+    )
+    add_plugin_flag(verify)
+    verify.add_argument("submission", metavar="SUBMISSION", help="a submission file")
+    verify.add_argument("--seed", type=int, help="which seed to re-run (default: the first)")
+    verify.add_argument("--data-root", help="where the data set lives (default $COLLAPSEBENCH_DATA_ROOT or ./data)")
+    verify.add_argument("--device", help="run on this device instead of the recorded one")
+    verify.add_argument("--exact", action="store_true", help="demand bit-identical values, not the stated tolerance")
+    verify.add_argument("--out", help="keep the re-run's directory here (default: a temporary one)")
+    return {"submit": cmd_submit, "leaderboard": cmd_leaderboard, "verify": cmd_verify}
+
+
+def _board_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--board", default="leaderboard", metavar="DIR", help="the board directory (default ./leaderboard)")
+
+
+def cmd_submit(args) -> int:
+    from collapsebench.leaderboard.submission import build_submission, write_submission
+
+    submission = build_submission(args.run_dirs, name=args.name, author=args.author, url=args.url, extra_plugins=args.plugin)
+    path = write_submission(submission, args.board, replace=args.replace)
+    sample = " (sample data)" if submission["data"]["sample"] else ""
+    print(f"Submitted {submission['name']!r} ({len(submission['runs'])} seeds) to track "
+          f"{submission['track']['name']}{sample}: {path}")
+    print("`collapsebench leaderboard` shows the board; `collapsebench leaderboard --write` regenerates its pages.")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    if args.leaderboard_action == "validate":
+        return _validate_files(args)
+    from collapsebench.leaderboard.board import installed_tracks, load_boards
+    from collapsebench.leaderboard.render import RENDERERS, write_pages
+
+    tracks = installed_tracks(args.plugin)
+    boards, excluded = load_boards(args.board, args.track, tracks)
+    print(RENDERERS[args.format](boards, excluded, args.sort), end="")
+    if args.write:
+        every_board, every_excluded = (boards, excluded) if args.track is None else load_boards(args.board, None, tracks)
+        for path in write_pages(args.board, every_board, every_excluded):
+            print(f"wrote {path}", file=sys.stderr)
+    for item in excluded:
+        print(f"collapsebench: warning: left out {item.path}: " + "; ".join(item.problems[:3]), file=sys.stderr)
+    return 0
+
+
+def _validate_files(args) -> int:
+    from collapsebench.errors import CollapsebenchError
+    from collapsebench.leaderboard.board import installed_tracks
+    from collapsebench.leaderboard.submission import read_submission
+    from collapsebench.leaderboard.validate import check_submission
+
+    tracks = installed_tracks(args.plugin)
+    failed = 0
+    for file in args.files:
+        try:
+            submission = read_submission(file)
+        except CollapsebenchError as exc:
+            problems = getattr(exc, "problems", [str(exc)])
+        else:
+            name = submission.get("track", {}).get("name") if isinstance(submission, dict) else None
+            track = tracks.get(name) if isinstance(name, str) else None
+            problems = check_submission(submission, track, require_track=True)
+        if problems:
+            failed += 1
+            print(f"{file}: INVALID ({len(problems)} problem(s))")
+            print("\n".join(f"  - {p}" for p in problems))
+        else:
+            print(f"{file}: valid ({submission['strategy']['spec']} on {submission['track']['name']}, "
+                  f"{len(submission['runs'])} seeds{', sample data' if submission['data']['sample'] else ''})")
+    return 1 if failed else 0
+
+
+def cmd_verify(args) -> int:
+    from collapsebench.leaderboard.submission import read_submission
+    from collapsebench.leaderboard.verify import verify
+
+    verdict = verify(read_submission(args.submission), seed=args.seed, plugins=args.plugin, data_root=args.data_root,
+                     device=args.device, exact=args.exact, out=args.out)
+    print(verdict.describe())
+    return 0 if verdict.passed else 1

@@ -1,0 +1,240 @@
+"""Everything a submission must satisfy, each failure a message that names the field.
+
+The schema checks the shape. The rest checks what a schema cannot: no NaN or infinity anywhere,
+the content hash, that every run is the same strategy on the same track and data, that the
+summaries agree with the accuracy matrices they came from, and that the protocol is the track
+file's (stream, architecture, budget, evaluators, seeds).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from collapsebench.errors import CollapsebenchError
+from collapsebench.leaderboard import hashing
+from collapsebench.leaderboard.schema import field_name, schema_errors
+
+#: Recomputing a summary from the stored matrix repeats the same float operations.
+SUMMARY_TOLERANCE = 1e-9
+#: Summary values the board ranks on; when one run reports one, every run must.
+RANKED_SUMMARY_KEYS = ("average_accuracy", "forgetting", "capacity_retention", "dead_units", "plasticity")
+SAMPLE_MARKER = "sample"
+
+
+def _accuracy_summaries():
+    """``collapsebench.metrics.accuracy``, the runner's own definitions, without importing torch.
+
+    Importing it the usual way runs ``collapsebench.metrics/__init__``, which imports torch; the
+    module itself is plain Python, so it is loaded from its file when the package is not loaded.
+    """
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "collapsebench.metrics.accuracy" in sys.modules:
+        return sys.modules["collapsebench.metrics.accuracy"]
+    name = "collapsebench_leaderboard_accuracy"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "metrics" / "accuracy.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+def summarize(matrix):
+    return _accuracy_summaries().summarize(matrix)
+
+
+class SubmissionInvalid(CollapsebenchError):
+    """A submission that fails validation; ``problems`` lists every failure."""
+
+    def __init__(self, what: str, problems: list[str]):
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{what} is not a valid submission ({len(problems)} problem(s)):\n{listing}")
+
+
+def is_sample(stream_description: str) -> bool:
+    """Streams on a sample of a data set say so in their description (docs/streams.md)."""
+    return SAMPLE_MARKER in stream_description.lower()
+
+
+def expected_protocol(track) -> dict[str, Any]:
+    """The protocol keys a track fixes, with the run defaults it leaves to them."""
+    from collapsebench.config import RunConfig
+    from collapsebench.tracks import PROTOCOL_KEYS
+
+    defaults = RunConfig()
+    return {key: track.config.get(key, getattr(defaults, key)) for key in PROTOCOL_KEYS}
+
+
+def check_submission(submission: Any, track=None, require_track: bool = False) -> list[str]:
+    """Every problem with ``submission`` (empty: valid). Never raises on malformed input.
+
+    ``track`` is the installed track file the submission claims; without it the protocol is
+    checked only for consistency, unless ``require_track``.
+    """
+    if not isinstance(submission, dict):
+        return [f"(the submission): must be a JSON object, not {type(submission).__name__}"]
+    problems = non_finite_fields(submission)
+    if problems:
+        return problems  # the schema and hashes cannot be judged on NaN
+    problems = schema_errors(submission)
+    if problems:
+        return problems
+    expected_hash = hashing.content_hash(submission)
+    if submission["content_hash"] != expected_hash:
+        problems.append(
+            f"content_hash: {submission['content_hash']} does not match the content ({expected_hash}); "
+            "the file was changed after it was submitted"
+        )
+    problems += _consistency(submission)
+    if track is not None:
+        problems += _protocol(submission, track)
+    elif require_track:
+        problems.append(f"track.name: no installed track is named {submission['track']['name']!r}")
+    return problems
+
+
+def validate_submission(submission: Any, what: str = "The submission", track=None, require_track: bool = False) -> None:
+    problems = check_submission(submission, track, require_track)
+    if problems:
+        raise SubmissionInvalid(what, problems)
+
+
+def non_finite_fields(value: Any, path: tuple = ()) -> list[str]:
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{field_name(path)}: {value} is not a finite number"]
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in non_finite_fields(item, (*path, str(key)))]
+    if isinstance(value, list):
+        return [p for index, item in enumerate(value) for p in non_finite_fields(item, (*path, index))]
+    return []
+
+
+def _consistency(submission: dict[str, Any]) -> list[str]:
+    problems = []
+    track, strategy, data = submission["track"], submission["strategy"], submission["data"]
+    components = [part.strip() for part in strategy["spec"].split("+")]
+    if strategy["components"] != components:
+        problems.append(f"strategy.components: {strategy['components']} is not the parts of {strategy['spec']!r}")
+    if [source["component"] for source in strategy["sources"]] != components:
+        problems.append("strategy.sources: need one entry per component, in order")
+    if sorted(strategy["options"]) != sorted(components):
+        problems.append(f"strategy.options: need the options of exactly {components}")
+    seeds = [run["seed"] for run in submission["runs"]]
+    if len(set(seeds)) != len(seeds):
+        problems.append(f"runs: seeds {seeds} repeat a seed")
+    if sorted(seeds) != sorted(track["seeds"]):
+        problems.append(f"runs: seeds {sorted(seeds)} are not the track's seeds {sorted(track['seeds'])}")
+    reported = {key for run in submission["runs"] for key in run["summary"] if key in RANKED_SUMMARY_KEYS}
+    for index, run in enumerate(submission["runs"]):
+        where = f"runs[{index}]"
+        config = run["config"]
+        for field, actual, wanted in (
+            ("config.track", config["track"], track["name"]),
+            ("config.strategy", config["strategy"], strategy["spec"]),
+            ("config.seed", config["seed"], run["seed"]),
+            ("config.stream", config["stream"], data["stream"]),
+            ("stream.fingerprint", run["stream"]["fingerprint"], data["fingerprint"]),
+            ("resolved_options.strategy", run["resolved_options"]["strategy"], strategy["options"]),
+        ):
+            if actual != wanted:
+                problems.append(f"{where}.{field}: {actual!r} differs from the submission's {wanted!r}")
+        for key, value in track["protocol"].items():
+            if config.get(key) != value:
+                problems.append(f"{where}.config.{key}: {config.get(key)!r} differs from track.protocol.{key} {value!r}")
+        if is_sample(run["stream"]["description"]) != data["sample"]:
+            problems.append(f"data.sample: {data['sample']} contradicts {where}.stream.description")
+        problems += _matrix_and_summary(run, where)
+        for key in sorted(reported):
+            value = run["summary"].get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                problems.append(f"{where}.summary.{key}: missing or not a number ({value!r}) while other runs report it")
+    return problems
+
+
+def _matrix_and_summary(run: dict[str, Any], where: str) -> list[str]:
+    matrix = run["accuracy_matrix"]
+    size = run["stream"]["n_experiences"]
+    if len(matrix) != size or any(len(row) != size for row in matrix):
+        return [f"{where}.accuracy_matrix: must be {size} x {size} (the stream's experiences), "
+                f"got rows of {[len(row) for row in matrix]}"]
+    problems = []
+    for key, recomputed in summarize(matrix).items():
+        stored = run["summary"].get(key)
+        if not isinstance(stored, (int, float)) or abs(stored - recomputed) > SUMMARY_TOLERANCE:
+            problems.append(f"{where}.summary.{key}: {stored!r} but the accuracy matrix gives {recomputed!r}")
+    for series_name, series in run["collapse"].items():
+        if len(series) != size:
+            problems.append(f"{where}.collapse.{series_name}: {len(series)} values for {size} experiences")
+    return problems or _collapse_summaries(run, where)
+
+
+def _final_and_peak(run: dict[str, Any], metric: str) -> tuple[dict[str, float], dict[str, float]] | None:
+    """Per tapped layer, the last value of ``<metric>/activation/<layer>`` and its maximum; None if unrecorded."""
+    final, peak = {}, {}
+    for tap in run["taps"]:
+        series = run["collapse"].get(f"{metric}/activation/{tap['name']}")
+        if not series or series[-1] is None:
+            return None
+        final[tap["name"]] = series[-1]
+        peak[tap["name"]] = max(v for v in series if v is not None)
+    return final, peak
+
+
+def _measured_between_experiences(run: dict[str, Any]) -> bool:
+    """Whether an evaluator also measured every N iterations (those values are not in the file)."""
+    options = run["resolved_options"].get("evaluator", {})
+    return any(isinstance(o, dict) and o.get("every_n_iterations") for o in options.values())
+
+
+def _collapse_summaries(run: dict[str, Any], where: str) -> list[str]:
+    """``capacity_retention`` and ``dead_units`` recomputed from the collapse series they summarize."""
+    problems = []
+    summary = run["summary"]
+    recorded = _final_and_peak(run, "erank")
+    if isinstance(summary.get("capacity_retention"), (int, float)):
+        if recorded is None:
+            problems.append(f"{where}.summary.capacity_retention: reported, but collapse has no erank/activation series for every tap")
+        else:
+            final, peak = recorded
+            ratios = [final[k] / max(peak[k], final[k]) for k in final if max(peak[k], final[k]) > 0]
+            expected = sum(ratios) / len(ratios) if ratios else None
+            stored = summary["capacity_retention"]
+            # A peak measured between experiences can only be higher, so the ratio only lower.
+            agrees = expected is not None and (
+                stored <= expected + SUMMARY_TOLERANCE if _measured_between_experiences(run)
+                else abs(stored - expected) <= SUMMARY_TOLERANCE
+            )
+            if not agrees:
+                problems.append(f"{where}.summary.capacity_retention: {stored!r} but the erank/activation series give {expected!r}")
+    if isinstance(summary.get("dead_units"), (int, float)):
+        dead = _final_and_peak(run, "dead_units")
+        expected = sum(dead[0].values()) / len(dead[0]) if dead else None
+        if expected is None or abs(summary["dead_units"] - expected) > SUMMARY_TOLERANCE:
+            problems.append(f"{where}.summary.dead_units: {summary['dead_units']!r} but the dead_units/activation series give {expected!r}")
+    return problems
+
+
+def _protocol(submission: dict[str, Any], track) -> list[str]:
+    problems = []
+    if submission["track"]["name"] != track.name:
+        return [f"track.name: {submission['track']['name']!r} is not the track {track.name!r}"]
+    expected = expected_protocol(track)
+    recorded = submission["track"]["protocol"]
+    for key, value in expected.items():
+        if key not in recorded:
+            problems.append(f"track.protocol.{key}: missing; the track file sets {value!r}")
+        elif recorded[key] != value:
+            problems.append(f"track.protocol.{key}: {recorded[key]!r} but the track file {track.path.name} sets {value!r}")
+    for key in sorted(set(recorded) - set(expected)):
+        problems.append(f"track.protocol.{key}: not a protocol key")
+    if sorted(submission["track"]["seeds"]) != sorted(track.seeds):
+        problems.append(
+            f"track.seeds: {sorted(submission['track']['seeds'])} but the track file runs seeds {sorted(track.seeds)}"
+        )
+    return problems
