@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -215,7 +216,11 @@ def test_missing_data_becomes_a_note_not_an_error():
 
 
 def test_page_is_self_contained_and_pngs_match(tmp_path, four_runs):
-    files = write_report(four_runs, tmp_path / "out" / "page.html")
+    previous = os.umask(0o022)
+    try:
+        files = write_report(four_runs, tmp_path / "out" / "page.html")
+    finally:
+        os.umask(previous)
     page = files.page.read_text()
     assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:)?//""", page), "the page must not reach the network"
     assert "<script" not in page
@@ -224,6 +229,7 @@ def test_page_is_self_contained_and_pngs_match(tmp_path, four_runs):
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in embedded)
     assert sorted(embedded) == sorted(p.read_bytes() for p in files.images)
     assert {p.name for p in files.images} == {f"page-{spec.name}.png" for spec in figures.FIGURES}
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in [files.page, *files.images])  # others may read (umask 022)
     for spec in figures.FIGURES:
         assert f"<figcaption>{spec.caption}</figcaption>" in page.replace("&#x27;", "'")
 

@@ -8,6 +8,7 @@ import datetime
 import html
 import io
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,14 @@ def build_page(runs: Sequence[Run], rendered: Sequence[RenderedFigure], title: s
     return "\n".join(parts) + "\n"
 
 
+def _write(path: Path, payload: bytes) -> None:
+    """Atomically, then readable as any new file would be: the temporary file it came from was private."""
+    atomic_write_bytes(path, payload)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 @dataclass
 class ReportFiles:
     page: Path
@@ -145,7 +154,7 @@ def write_report(runs: Sequence[Run], output: str | Path, title: str | None = No
     for r in rendered:
         if r.png is not None:
             path = output.with_name(f"{output.stem}-{r.spec.name}.png")
-            atomic_write_bytes(path, r.png)
+            _write(path, r.png)
             images.append(path)
-    atomic_write_bytes(output, build_page(runs, rendered, title).encode("utf-8"))
+    _write(output, build_page(runs, rendered, title).encode("utf-8"))
     return ReportFiles(output, images, {r.spec.name: r.missing for r in rendered if r.png is None})
