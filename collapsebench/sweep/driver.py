@@ -1,0 +1,119 @@
+"""Running a grid: skip the jobs already done, hand the rest to an executor, summarize."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import signal
+import statistics
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collapsebench.results import RESULTS_FILE
+from collapsebench.sweep.grid import Job, can_resume, state_of
+from collapsebench.sweep.progress import SweepProgress
+from collapsebench.sweep.work import DONE, FAILED, Outcome
+
+
+@dataclass
+class SweepResult:
+    jobs: list[Job]
+    skipped: list[Job] = field(default_factory=list)
+    #: run_dir -> what the executor reported for each job it ran
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    def with_status(self, status: str) -> list[Job]:
+        return [job for job in self.jobs if job.run_dir in self.outcomes and self.outcomes[job.run_dir].status == status]
+
+    @property
+    def failed(self) -> list[Job]:
+        return self.with_status(FAILED)
+
+    @property
+    def ran(self) -> list[Job]:
+        return self.with_status(DONE)
+
+
+def plan(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
+    """(jobs to run, jobs whose run directory already holds their complete result). A job to run
+    that was interrupted after a checkpoint comes back with ``resume`` set."""
+    to_run, done = [], []
+    for job in jobs:
+        if state_of(job) == "complete":
+            done.append(job)
+        else:
+            to_run.append(dataclasses.replace(job, resume=can_resume(job)))
+    return to_run, done
+
+
+def run_sweep(jobs: list[Job], executor, progress: SweepProgress | None = None) -> SweepResult:
+    to_run, done = plan(jobs)
+    progress = progress or SweepProgress(len(jobs))
+    result = SweepResult(jobs, skipped=done)
+    for job in done:
+        progress.skipped(job)
+
+    def report(event: str, job: Job | None, outcome: Outcome | None) -> None:
+        if event == "finished":
+            result.outcomes[job.run_dir] = outcome
+        progress(event, job, outcome)
+
+    with _terminate_as_interrupt():
+        try:
+            executor.run(to_run, report)
+        finally:
+            progress.close()
+    return result
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """``kill PID`` stops a sweep the way Ctrl-C does: running jobs write partial results."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def summary_rows(jobs: list[Job]) -> list[list[str]]:
+    """Per strategy: complete seeds of the grid, and the mean and spread of its summaries."""
+    rows = []
+    by_strategy: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_strategy.setdefault(job.strategy, []).append(job)
+    for strategy, its_jobs in by_strategy.items():
+        summaries = [_summary(job) for job in its_jobs if state_of(job) == "complete"]
+        cells = [strategy, f"{len(summaries)}/{len(its_jobs)}"]
+        for key in ("average_accuracy", "forgetting"):
+            values = [s[key] for s in summaries if isinstance(s.get(key), (int, float))]
+            cells.append(_mean_sd(values))
+        rows.append(cells)
+    return rows
+
+
+SUMMARY_HEADERS = ["strategy", "complete seeds", "average accuracy", "forgetting"]
+
+
+def _summary(job: Job) -> dict:
+    try:
+        return json.loads((Path(job.run_dir) / RESULTS_FILE).read_text()).get("summary") or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"

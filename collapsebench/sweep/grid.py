@@ -1,0 +1,171 @@
+"""The grid of a sweep: one job per (strategy, seed) of a track, checked before anything runs,
+and the test that decides whether a job's run directory already holds its result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collapsebench.config import FIELDS, build_config, resolve_component_options
+from collapsebench.errors import CollapsebenchError
+from collapsebench.results import RESULTS_FILE, _json_safe
+
+ERROR_FILE = "error.json"
+LOG_FILE = "sweep.log"
+#: Config keys that say where and how a run executes, not what it computes: moving a sweep's
+#: output or data, or running it with other thread counts, does not make its results stale.
+#: ``plugins`` is left out too: results.json records the loaded plugins, not the ``--plugin`` specs.
+LOCAL_KEYS = ("out", "data_root", "download", "plugins", "threads", "checkpoint")
+SEED_PART = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the grid; picklable, so that it travels to a worker process or a Ray task."""
+
+    track: str
+    strategy: str
+    seed: int
+    run_dir: str  # absolute: Ray workers need not share the driver's working directory
+    config: dict[str, Any]  # RunConfig.to_dict(), ``out`` = run_dir
+    identity: dict[str, Any]  # what a complete results.json must have recorded to count as this job
+    plugins: tuple[str, ...] = field(default=())
+    #: Continue from the run directory's checkpoint (an interrupted run of the same config).
+    resume: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.strategy} seed{self.seed}"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"``, ``"0,2,5"`` or ``"0-2,7"`` as a sorted list without repeats."""
+    seeds: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        match = SEED_PART.match(part)
+        if not match:
+            raise CollapsebenchError(f"--seeds takes numbers and ranges such as 0-4 or 0,2,5; got {text!r}.")
+        low, high = int(match[1]), int(match[2] if match[2] is not None else match[1])
+        if high < low:
+            raise CollapsebenchError(f"The seed range {part!r} runs backwards; write {high}-{low}.")
+        seeds.update(range(low, high + 1))
+    return sorted(seeds)
+
+
+def parse_strategies(text: str, registry) -> list[str]:
+    """Comma-separated strategy specs (each may join components with ``+``); ``all``: every one."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if names == ["all"]:
+        return registry.names("strategy")
+    if not names:
+        raise CollapsebenchError("--strategies needs at least one strategy name.")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise CollapsebenchError(f"--strategies names {', '.join(repeated)} more than once.")
+    return names
+
+
+def identity_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a recorded config that decides the result: every RunConfig field but the
+    local ones, plus every component's resolved options (defaults filled in)."""
+    kept = {key: value for key, value in config.items() if key in FIELDS and key not in LOCAL_KEYS}
+    kept["resolved_options"] = config.get("resolved_options")
+    return json.loads(json.dumps(_json_safe(kept)))  # tuples become lists, as in results.json
+
+
+def state_of(job: Job) -> str:
+    """``complete`` (its results.json is complete and records this job's config), ``stale`` (complete,
+    but for another config), ``partial``, ``failed`` (error.json, no result) or ``missing``."""
+    run_dir = Path(job.run_dir)
+    try:
+        recorded = json.loads((run_dir / RESULTS_FILE).read_text())
+    except (OSError, ValueError):
+        return "failed" if (run_dir / ERROR_FILE).exists() else "missing"
+    if not isinstance(recorded, dict) or recorded.get("status") != "complete":
+        return "partial"
+    return "complete" if identity_of(recorded.get("config") or {}) == job.identity else "stale"
+
+
+def can_resume(job: Job) -> bool:
+    """Whether the run directory holds a checkpoint of an interrupted run of this very config."""
+    from collapsebench.checkpoint import CHECKPOINT_FILE, CONFIG_FILE
+
+    run_dir = Path(job.run_dir)
+    if not (run_dir / CHECKPOINT_FILE).is_file():
+        return False
+    try:
+        recorded = json.loads((run_dir / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(recorded, dict):
+        return False
+    # config.json has no resolved options: compare the config fields alone.
+    recorded_fields = {key: value for key, value in identity_of(recorded).items() if key != "resolved_options"}
+    return recorded_fields == {key: value for key, value in job.identity.items() if key != "resolved_options"}
+
+
+def build_jobs(
+    manager,
+    registry,
+    track,
+    strategies: list[str],
+    seeds: list[int],
+    out: str | Path,
+    plugins: list[str],
+    free: dict[str, Any] | None = None,
+    strategy_options: list[tuple[str, Any]] = (),
+) -> list[Job]:
+    """One checked job per strategy and seed, strategy-major. ``free`` holds the settings a track
+    leaves to its user (device, data_root, download); ``strategy_options`` are ``(NAME.KEY | KEY,
+    value)`` pairs: a qualified key applies to the strategies that contain component NAME, a bare
+    key to those with exactly one component declaring it."""
+    from collapsebench.tracks import track_layer
+
+    free = dict(free or {})
+    if "data_root" in free:
+        free["data_root"] = str(Path(free["data_root"]).expanduser().resolve())
+    protocol = track_layer(track, free)
+    used = {key: False for key, _ in strategy_options}
+    jobs = []
+    for strategy in strategies:
+        options = _strategy_tables(strategy, registry, strategy_options, used)
+        for seed in seeds:
+            run_dir = (Path(out) / track.name / strategy / f"seed{seed}").resolve()
+            config = build_config(
+                protocol,
+                {**free, "strategy": strategy, "seed": seed, "out": str(run_dir), "plugins": list(plugins),
+                 "strategy_options": options},
+                {"track": track.name},
+            )
+            resolved = resolve_component_options(config, registry)  # bad names and options fail here
+            record = {**config.to_dict(), "resolved_options": resolved}
+            jobs.append(Job(track.name, strategy, seed, str(run_dir), config.to_dict(), identity_of(record),
+                            tuple(plugins)))
+    unused = [key for key, applied in used.items() if not applied]
+    if unused:
+        raise CollapsebenchError(
+            f"--strategy-option {', '.join(unused)} applies to none of the strategies {', '.join(strategies)}."
+        )
+    return jobs
+
+
+def _strategy_tables(strategy: str, registry, assignments, used: dict[str, bool]) -> dict[str, dict[str, Any]]:
+    components = [part.strip() for part in strategy.split("+")]
+    tables: dict[str, dict[str, Any]] = {}
+    for key, value in assignments:
+        if "." in key:
+            name, option = key.split(".", 1)
+            if name not in components:
+                continue
+        else:
+            owners = [c for c in components if any(o.name == key for o in registry.get("strategy", c).options)]
+            if len(owners) != 1:
+                continue  # the option belongs to other strategies of the sweep (or is misspelt: see `used`)
+            name, option = owners[0], key
+        tables.setdefault(name, {})[option] = value
+        used[key] = True
+    return tables
