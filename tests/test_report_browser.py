@@ -41,8 +41,8 @@ def test_checker_catches_console_errors_and_broken_images(tmp_path, screenshots)
 
 
 def test_report_page_loads_cleanly(tmp_path, screenshots):
-    dirs = [write_run(tmp_path / f"{s}{seed}", strategy=s, seed=seed) for s in ("naive", "replay") for seed in (0, 1)]
-    partial = write_run(tmp_path / "partial", strategy="naive", seed=2, finished=2, include=("erank",))
+    dirs = [write_run(tmp_path / s, strategy=s, n_experiences=3) for s in ("naive", "replay")]
+    partial = write_run(tmp_path / "partial", strategy="naive", seed=2, n_experiences=3, finished=2, include=("erank",))
     files = write_report(load_runs([*dirs, partial]), tmp_path / "report.html")
     check = check_page(files.page, screenshots / "report", CHROMIUM)
     assert check.problems == []
@@ -63,3 +63,19 @@ def test_leaderboard_page_loads_cleanly(screenshots):
         pytest.skip("leaderboard/index.html has not been generated (collapsebench leaderboard --write)")
     check = check_page(page, screenshots / "leaderboard", CHROMIUM)
     assert check.problems == []
+
+
+def test_generated_leaderboard_page_loads_cleanly(tmp_path, screenshots, cli):
+    # A board of synthetic submissions, so the page is checked even before any is committed.
+    helpers = pytest.importorskip("leaderboard_helpers")
+    from collapsebench.leaderboard.submission import build_submission, write_submission
+
+    board = tmp_path / "board"
+    for strategy, skill, collapse in (("naive", 0.2, 0.6), ("replay", 0.8, 0.7), ("lwf", 0.3, 0.9)):
+        runs = helpers.write_runs(tmp_path / strategy, strategy, skill=skill, collapse=collapse)
+        write_submission(build_submission(runs), board)
+    code, _, err = cli("leaderboard", "--board", board, "--write")
+    assert code == 0, err
+    check = check_page(board / "index.html", screenshots / "leaderboard-generated", CHROMIUM)
+    assert check.problems == []
+    assert check.title == "collapsebench leaderboard"
