@@ -70,10 +70,12 @@ def submitted(tmp_path_factory):
 
 
 def test_a_submission_verifies_by_re_running_a_seed(submitted, cli):
-    root, _, path = submitted
+    root, plugin, path = submitted
     submission = read_submission(path)
     assert submission["runs"][1]["summary"]["capacity_retention"] > 0
     code, out, _ = cli("leaderboard", "validate", path)
+    assert code == 1 and "no installed track is named 'tiny-digits'" in out  # validating runs no plugin the file names
+    code, out, _ = cli("leaderboard", "validate", path, "--plugin", plugin)
     assert code == 0, out
     code, out, err = cli("verify", path, "--seed", "1")
     assert code == 0, out + err
@@ -87,7 +89,7 @@ def test_an_edited_file_fails_validation_and_verification(submitted, tmp_path, c
     edited = json.loads(path.read_text())
     edited["runs"][0]["accuracy_matrix"][-1][0] = 1.0
     (tmp_path / "edited.json").write_text(json.dumps(edited))
-    assert cli("leaderboard", "validate", tmp_path / "edited.json")[0] == 1
+    assert cli("leaderboard", "validate", tmp_path / "edited.json", "--plugin", submitted[1])[0] == 1
     code, _, err = cli("verify", tmp_path / "edited.json")
     assert code == 2 and "content_hash" in err
 

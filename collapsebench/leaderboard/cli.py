@@ -94,6 +94,7 @@ def _validate_files(args) -> int:
     from collapsebench.leaderboard.submission import read_submission
     from collapsebench.leaderboard.validate import check_submission
 
+    # Only installed and --plugin collapsebench plugins: validating a file must not run code it names.
     tracks = installed_tracks(args.plugin)
     failed = 0
     for file in args.files:
@@ -102,9 +103,10 @@ def _validate_files(args) -> int:
         except CollapsebenchError as exc:
             problems = getattr(exc, "problems", [str(exc)])
         else:
-            name = submission.get("track", {}).get("name") if isinstance(submission, dict) else None
-            track = tracks.get(name) if isinstance(name, str) else None
-            problems = check_submission(submission, track, require_track=True)
+            track = submission.get("track") if isinstance(submission, dict) else None
+            name = track.get("name") if isinstance(track, dict) else None
+            problems = check_submission(submission, tracks.get(name) if isinstance(name, str) else None,
+                                        require_track=True)
         if problems:
             failed += 1
             print(f"{file}: INVALID ({len(problems)} problem(s))")

@@ -261,6 +261,7 @@ def render_html(boards: Sequence[Board], excluded: Sequence[Excluded], sort: str
         body += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
         body.append("</tbody></table>")
         body.append(scatter_svg(board))
+        body.append(_legend(board))
     if not boards:
         body.append("<p>No submissions yet.</p>")
     if excluded:
@@ -272,6 +273,16 @@ def render_html(boards: Sequence[Board], excluded: Sequence[Excluded], sort: str
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>collapsebench leaderboard</title><style>{_STYLE}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
+
+
+def _legend(board: Board) -> str:
+    fronts = sorted({e.front for e in board.entries if e.front})
+    if not fronts:
+        return ""
+    keys = " ".join(f'<span style="color:{FRONT_COLOURS[(f - 1) % len(FRONT_COLOURS)]}">&#9679;</span>&nbsp;front&nbsp;{f}'
+                    for f in fronts)
+    return (f'<p class="meta">Each point is a submission: its means over seeds, with 95% intervals as bars. {keys}. '
+            "Dashed: the edge of the region that front 1 dominates.</p>")
 
 
 def _inline_code(text: str) -> str:

@@ -35,14 +35,21 @@ def slug(name: str) -> str:
     return text[:80]
 
 
-def plugin_specs(plugin_records: Sequence[dict[str, Any]]) -> list[str]:
-    """``--plugin`` specs that load the collapsebench plugins a run recorded (entry points load anyway)."""
+def plugin_specs(plugin_records: Sequence[dict[str, Any]], skip_missing: bool = False) -> list[str]:
+    """``--plugin`` specs that load the collapsebench plugins a run recorded (entry points load anyway).
+
+    A recorded plugin file that is gone is an error, or skipped with ``skip_missing``.
+    """
     specs = []
     for record in plugin_records:
+        if not isinstance(record, dict):
+            continue
         if record.get("source") == "module":
             specs.append(record["location"])
         elif record.get("source") == "file":
             if not Path(record["location"]).is_file():
+                if skip_missing:
+                    continue
                 raise CollapsebenchError(
                     f"The run used the collapsebench plugin file {record['location']!r}, which is not there any more; "
                     "pass its new path with --plugin."
@@ -51,14 +58,15 @@ def plugin_specs(plugin_records: Sequence[dict[str, Any]]) -> list[str]:
     return specs
 
 
-def load_manager(plugin_records: Sequence[dict[str, Any]], extra: Sequence[str] = ()):
+def load_manager(plugin_records: Sequence[dict[str, Any]], extra: Sequence[str] = (), skip_missing: bool = False):
     """A plugin manager and registry with the recorded collapsebench plugins plus ``extra`` specs."""
     from collapsebench.manager import build_manager
     from collapsebench.registry import Registry
 
     extra_names = {Path(spec).stem for spec in extra}
-    recorded = [r for r in plugin_records if r.get("name") not in extra_names]  # --plugin replaces a moved file
-    manager = build_manager([*plugin_specs(recorded), *extra])
+    # --plugin replaces a recorded file of the same name that moved
+    recorded = [r for r in plugin_records if isinstance(r, dict) and r.get("name") not in extra_names]
+    manager = build_manager([*plugin_specs(recorded, skip_missing), *extra])
     return manager, Registry(manager)
 
 

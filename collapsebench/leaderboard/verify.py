@@ -2,10 +2,10 @@
 
 The strategy must be installed with the very source that was submitted (same hash). The re-run
 uses the recorded configuration; its accuracy matrix and summary are then compared with the
-submission's. On CPU a run repeats its accuracy matrix exactly, but the collapse metrics can move
-in the last digits (thread scheduling changes the order of floating-point sums), so the verdict
-is "identical" when every value matches exactly, "within tolerance" when each value is within
-:data:`TOLERANCE` (absolute up to 1, relative above), and a failure otherwise.
+submission's. A CPU run on one thread repeats itself exactly; with several threads (or on a GPU)
+the order of floating-point sums changes and the collapse metrics move in their last digits. So
+the verdict is "identical" when every value matches exactly, "within tolerance" when each value is
+within :data:`TOLERANCE` (absolute up to 1, relative above), and a failure otherwise.
 """
 
 from __future__ import annotations
