@@ -17,7 +17,7 @@ from collapsebench.errors import CollapsebenchError
 KIND_CHOICES = ("architectures", "strategies", "streams", "evaluators", "tracks")
 #: Modules that add subcommands: each has ``add_commands(subparsers, add_plugin_flag) -> {name: handler}``.
 #: They must import only the standard library at module level, so that --help stays instant.
-COMMAND_MODULES: list[str] = ["collapsebench.report.cli"]
+COMMAND_MODULES: list[str] = ["collapsebench.report.cli", "collapsebench.leaderboard.cli", "collapsebench.sweep.cli"]
 
 
 def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plugin_flag(run)
     run.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags (flags win)")
     run.add_argument("--track", help="run a benchmark track: its protocol is fixed, all its seeds unless --seed")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     run.add_argument("--stream", help="stream name (default split-digits)")
     run.add_argument("--scenario", choices=("class", "task", "domain"), help="default: the stream's own")
     run.add_argument("--model", help="architecture name (default mlp)")
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weight-decay", type=float)
     run.add_argument("--probe-size", type=int, help="held-out inputs for activation metrics (default 1000)")
     run.add_argument("--device", help="cpu (default), cuda, cuda:N or mps")
+    run.add_argument("--threads", type=int, help="torch CPU threads (default 1; 0: torch's default)")
     run.add_argument("--data-root", help="where datasets live (default $COLLAPSEBENCH_DATA_ROOT or ./data)")
     run.add_argument("--download", action="store_const", const=True, help="allow downloading missing datasets")
     run.add_argument("--out", help="run directory (default runs/<stream>-<model>-<strategy>-seed<seed>)")
@@ -154,7 +156,7 @@ def cmd_list(args) -> int:
 
 RUN_FLAGS = (
     "stream", "scenario", "model", "strategy", "evaluators", "seed", "epochs", "lr", "batch_size",
-    "optimizer", "momentum", "weight_decay", "probe_size", "device", "data_root", "download", "out",
+    "optimizer", "momentum", "weight_decay", "probe_size", "device", "threads", "data_root", "download", "out",
 )
 
 
@@ -171,6 +173,8 @@ def prepare_runs(args):
     from collapsebench.registry import Registry
     from collapsebench.tracks import get_track, track_layer
 
+    if args.resume:
+        return _resumed_run(args)
     file_layer = load_toml(args.config) if args.config else {}
     flags = {key: value for key, value in vars(args).items() if value is not None and key in RUN_FLAGS}
     flags["plugins"] = list(dict.fromkeys([*file_layer.get("plugins", []), *args.plugin]))
@@ -206,18 +210,60 @@ def prepare_runs(args):
     return manager, registry, configs
 
 
+def _resumed_run(args):
+    """The config an interrupted run recorded in its directory, for ``run --resume``."""
+    from pathlib import Path
+
+    from collapsebench.checkpoint import CONFIG_FILE
+    from collapsebench.config import build_config, resolve_component_options
+    from collapsebench.manager import build_manager
+    from collapsebench.registry import Registry
+
+    others = [f"--{k.replace('_', '-')}" for k in RUN_FLAGS if getattr(args, k, None) is not None]
+    others += ["--config"] * bool(args.config) + ["--track"] * bool(args.track)
+    others += [f"--{kind}-option" for kind in ("stream", "model", "strategy", "evaluator")
+               if getattr(args, f"{kind}_option")]
+    if others:
+        raise CollapsebenchError(f"--resume continues a run exactly as it was configured; drop {', '.join(others)}.")
+    run_dir = Path(args.resume)
+    try:
+        recorded = json.loads((run_dir / CONFIG_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        raise CollapsebenchError(f"{str(run_dir)!r} holds no readable {CONFIG_FILE}: it is not a collapsebench run directory.") from None
+    config = build_config({**recorded, "out": str(run_dir)})
+    manager = build_manager([*config.plugins, *args.plugin])
+    registry = Registry(manager)
+    resolve_component_options(config, registry)
+    return manager, registry, [config]
+
+
 def cmd_run(args) -> int:
     manager, registry, configs = prepare_runs(args)
+    from collapsebench.results import RESULTS_FILE
     from collapsebench.runner import execute
     from collapsebench.summary import render_summary
 
     for config in configs:
         where = f"track {config.track}" if config.track else f"{config.stream} / {config.model}"
+        if args.resume and _is_complete(config.run_dir() / RESULTS_FILE):
+            print(f"collapsebench: {config.run_dir()} is already complete; nothing to resume.")
+            continue
         print(f"collapsebench: {where} / {config.strategy}, seed {config.seed} -> {config.run_dir()}", flush=True)
-        result = execute(config, manager, registry)
+        try:
+            result = execute(config, manager, registry, resume=bool(args.resume))
+        except KeyboardInterrupt:
+            print(f"collapsebench: continue with: collapsebench run --resume {config.run_dir()}", file=sys.stderr)
+            raise
         print(render_summary(result))
         print(f"\nRun directory: {config.run_dir()}  (tensorboard --logdir {config.run_dir()})")
     return 0
+
+
+def _is_complete(path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("status") == "complete"
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
 
 
 COMMANDS.update({"run": cmd_run, "plugins": cmd_plugins, "list": cmd_list})

@@ -49,11 +49,17 @@ class RunConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     device: str = "cpu"
+    #: torch CPU threads. One by default: on a 2-core machine with any other load, torch's
+    #: multi-threaded kernels spin and small models ran 10-40x slower (docs/performance.md).
+    #: 0 keeps torch's own default; raise it for large models on a dedicated machine.
+    threads: int = 1
     #: Inputs on which activations are measured, drawn once per run from the test data.
     probe_size: int = 1000
     data_root: str = field(default_factory=_default_data_root)
     download: bool = False
     out: str | None = None  # None: runs/<stream>-<model>-<strategy>-seed<seed>
+    #: Checkpoint after every experience so that `run --resume` can continue an interrupted run.
+    checkpoint: bool = True
     plugins: list[str] = field(default_factory=list)
     stream_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -148,6 +154,8 @@ def _check(key: str, value: Any) -> Any:
         raise CollapsebenchError(f"{key} must not be negative, got {value}.")
     if key == "device" and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", value):
         raise CollapsebenchError(f"device must be cpu, cuda, cuda:N or mps, got {value!r}.")
+    if key == "threads" and value < 0:
+        raise CollapsebenchError(f"threads must not be negative, got {value}.")
     if key == "seed" and value < 0:
         raise CollapsebenchError(f"seed must not be negative, got {value}.")
     return value

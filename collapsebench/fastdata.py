@@ -115,3 +115,15 @@ class TensorBatchesMixin:
         if tensors is None:
             return super().make_eval_dataloader(num_workers, shuffle, pin_memory, persistent_workers, **kwargs)
         self.dataloader = TensorBatches(tensors, self.eval_mb_size, shuffle)
+
+
+def with_tensor_batches(template_cls: type) -> type:
+    """``template_cls`` with :class:`TensorBatchesMixin` in front, as a named class of this module.
+
+    Named, not anonymous, so that Avalanche's checkpointing pickles instances by reference.
+    """
+    name = f"TensorBatches_{template_cls.__module__.replace('.', '_')}_{template_cls.__qualname__.replace('.', '_')}"
+    if name not in globals():
+        cls = type(name, (TensorBatchesMixin, template_cls), {"__module__": __name__, "__qualname__": name})
+        globals()[name] = cls
+    return globals()[name]

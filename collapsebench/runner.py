@@ -19,8 +19,7 @@ from collapsebench import results as results_io
 from collapsebench.config import RunConfig, resolve_component_options
 from collapsebench.errors import CollapsebenchError
 from collapsebench.evaluation import LeanEvaluationPlugin, Recorder
-from collapsebench import fastdata
-from collapsebench.fastdata import TensorBatchesMixin
+from collapsebench import checkpoint, fastdata
 from collapsebench.manager import PluginManager
 from collapsebench.metrics.accuracy import summarize
 from collapsebench.probe import ProbeSet
@@ -117,8 +116,13 @@ def accuracy_row(eval_results: dict[str, float], n_experiences: int) -> list[flo
     return [by_experience[j] for j in range(n_experiences)]
 
 
-def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=print) -> dict[str, Any]:
-    """Run one benchmark and write its run directory; return the result."""
+def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=print,
+            resume: bool = False) -> dict[str, Any]:
+    """Run one benchmark and write its run directory; return the result.
+
+    With ``resume``, continue from the run directory's last checkpoint (after its last
+    completed experience); the result equals that of an uninterrupted run.
+    """
     from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
     from avalanche.logging import TensorboardLogger
     from avalanche.training.templates import SupervisedTemplate
@@ -128,6 +132,11 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / results_io.RESULTS_FILE).unlink(missing_ok=True)  # a stale result must not pass for this run
+    if not resume:
+        checkpoint.remove(run_dir)
+        results_io.write_json(run_dir / checkpoint.CONFIG_FILE, config.to_dict())
+    if config.threads:
+        torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     started = time.perf_counter()
 
@@ -163,7 +172,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     )
     template_cls = parts.template or SupervisedTemplate
     if stream.fixed_samples:
-        template_cls = type(template_cls.__name__, (TensorBatchesMixin, template_cls), {})
+        template_cls = fastdata.with_tensor_batches(template_cls)
     strategy = template_cls(
         model=model,
         optimizer=make_optimizer(config, model),
@@ -179,6 +188,13 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
 
     matrix: list[list[float]] = []
     timing = {"build": time.perf_counter() - started, "train": 0.0, "evaluate": 0.0, "data": 0.0}
+    done = 0
+    restored = checkpoint.load(strategy, run_dir, lambda m: make_optimizer(config, m)) if resume else None
+    if restored:
+        done, matrix, recorder.records = restored["experiences_done"], restored["matrix"], restored["records"]
+        recorder.seconds = restored["evaluator_seconds"]
+        timing.update({k: v for k, v in restored["timing"].items() if k != "build"})
+        echo(f"Resuming after experience {done} of {n_experiences}.")
 
     def timed(phase: str, call):
         """Run ``call``, adding its time to ``phase`` less the one-time gathering of tensors."""
@@ -191,12 +207,17 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
 
     status = "complete"
     try:
-        for experience in train_stream:
+        for experience in list(train_stream)[done:]:
             if stream.reset_head_each_experience and experience.current_experience > 0:
-                model.collapsebench_reset_head()
+                strategy.model.collapsebench_reset_head()
             timed("train", lambda: strategy.train(experience))
             matrix.append(accuracy_row(timed("evaluate", lambda: strategy.eval(test_stream)), n_experiences))
             progress.accuracy_row(matrix[-1])
+            if config.checkpoint and len(matrix) < n_experiences:
+                checkpoint.save(strategy, run_dir, {
+                    "experiences_done": len(matrix), "matrix": matrix, "records": recorder.records,
+                    "evaluator_seconds": recorder.seconds, "timing": timing,
+                })
     except KeyboardInterrupt:
         status = "partial"
         echo(f"\nInterrupted after {len(matrix)} of {n_experiences} experiences; writing a partial result.")
@@ -220,15 +241,17 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
             "classes_per_experience": _classes_per_experience(train_stream),
         },
         "probe": probe.summary(),
-        "taps": [{"name": t.name, "width": t.width} for t in taps_of(model)],
+        "taps": [{"name": t.name, "width": t.width} for t in taps_of(strategy.model)],
         "accuracy_matrix": matrix,
         "summary": _summary(matrix, metrics) if len(matrix) == n_experiences else {},
         "metrics": recorder.records,
         "timing": timing,
     }
     if status == "complete":
-        results_io.atomic_write_bytes(run_dir / "model.pt", _state_dict_bytes(model))
+        results_io.atomic_write_bytes(run_dir / "model.pt", _state_dict_bytes(strategy.model))
     results_io.write_json(run_dir / results_io.RESULTS_FILE, result)
+    if status == "complete":
+        checkpoint.remove(run_dir)
     evaluation.loggers[0].writer.close()  # flush TensorBoard events before anyone reads them
     manager.call_each("collapsebench_result_recorded", result=result, run_dir=run_dir)
     if status == "partial":

@@ -22,8 +22,6 @@ PROTOCOL_KEYS = (
     "optimizer", "momentum", "weight_decay", "probe_size", "stream_options", "model_options",
     "evaluator_options",
 )
-#: What a track run may still choose.
-FREE_KEYS = ("strategy", "strategy_options", "seed", "device", "data_root", "download", "out", "plugins")
 TRACK_KEYS = ("name", "description", "seeds", "expected_minutes_per_seed", "data")
 
 

@@ -1,0 +1,71 @@
+"""Checkpoints after every experience, so that ``collapsebench run --resume`` continues a run.
+
+The strategy (model, optimizer, Avalanche training plugins such as a replay buffer) and the
+random number generators are saved with Avalanche's own checkpointing. The run's progress (the
+accuracy matrix so far, the evaluators' records, timings) rides in the same file, so the two
+can never disagree. The evaluation plugin is left out and rebuilt on resume: it holds the probe
+set and the stream, which the run rebuilds identically from its seed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from collapsebench.errors import CollapsebenchError
+
+CHECKPOINT_FILE = "checkpoint.pkl"
+CONFIG_FILE = "config.json"
+#: Strategy attributes that are rebuilt rather than saved: the evaluator; the optimizer (dill
+#: cannot pickle torch 2.13's optimizer objects, so its state_dict is saved instead); and
+#: per-experience data (loaders, gathered tensors) that would only bloat the file.
+TRANSIENT = ("evaluator", "optimizer", "dataloader", "adapted_dataset", "experience", "current_eval_stream", "mbatch",
+             "mb_output", "_collapsebench_gathered")
+_PROGRESS = "_collapsebench_progress"
+
+
+def save(strategy, run_dir: Path, progress: dict[str, Any]) -> None:
+    """Checkpoint the strategy and ``progress`` atomically into ``run_dir``."""
+    from avalanche.checkpointing import save_checkpoint
+
+    plugins = strategy.plugins
+    strategy.plugins = [p for p in plugins if p is not strategy.evaluator]
+    setattr(strategy, _PROGRESS, {**progress, "optimizer_state": strategy.optimizer.state_dict()})
+    tmp = Path(run_dir) / f".{CHECKPOINT_FILE}.tmp"
+    try:
+        save_checkpoint(strategy, tmp, exclude=[a for a in TRANSIENT if hasattr(strategy, a)])
+        os.replace(tmp, Path(run_dir) / CHECKPOINT_FILE)
+    finally:
+        strategy.plugins = plugins
+        delattr(strategy, _PROGRESS)
+        tmp.unlink(missing_ok=True)
+
+
+def load(strategy, run_dir: Path, make_optimizer) -> dict[str, Any] | None:
+    """Restore the strategy from ``run_dir``'s checkpoint; return its progress (None: no checkpoint).
+
+    ``make_optimizer(model)`` builds the optimizer for the restored model.
+    """
+    from avalanche.checkpointing import maybe_load_checkpoint
+
+    path = Path(run_dir) / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    evaluator = strategy.evaluator
+    try:
+        strategy, experiences_done = maybe_load_checkpoint(strategy, path)
+    except Exception as exc:
+        raise CollapsebenchError(f"The checkpoint {str(path)!r} could not be read ({type(exc).__name__}: {exc}); "
+                                 "delete it to start the run over.") from None
+    strategy.plugins.append(evaluator)  # Avalanche keeps its evaluation plugin last
+    progress = strategy.__dict__.pop(_PROGRESS)
+    strategy.optimizer = make_optimizer(strategy.model)
+    strategy.optimizer.load_state_dict(progress.pop("optimizer_state"))
+    if progress["experiences_done"] != experiences_done:
+        raise CollapsebenchError(f"The checkpoint {str(path)!r} is inconsistent: delete it to start the run over.")
+    return progress
+
+
+def remove(run_dir: Path) -> None:
+    (Path(run_dir) / CHECKPOINT_FILE).unlink(missing_ok=True)
