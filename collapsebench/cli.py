@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, help="torch CPU threads (default 1; 0: torch's default)")
     run.add_argument("--data-root", help="where datasets live (default $COLLAPSEBENCH_DATA_ROOT or ./data)")
     run.add_argument("--download", action="store_const", const=True, help="allow downloading missing datasets")
+    run.add_argument("--tensorboard-figures", action="store_const", const=True,
+                     help="also draw the report's figures into TensorBoard after each experience (slower)")
     run.add_argument("--out", help="run directory (default runs/<stream>-<model>-<strategy>-seed<seed>)")
     for kind in ("stream", "model", "strategy", "evaluator"):
         run.add_argument(
@@ -157,6 +159,7 @@ def cmd_list(args) -> int:
 RUN_FLAGS = (
     "stream", "scenario", "model", "strategy", "evaluators", "seed", "epochs", "lr", "batch_size",
     "optimizer", "momentum", "weight_decay", "probe_size", "device", "threads", "data_root", "download", "out",
+    "tensorboard_figures",
 )
 
 

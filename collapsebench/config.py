@@ -60,6 +60,9 @@ class RunConfig:
     out: str | None = None  # None: runs/<stream>-<model>-<strategy>-seed<seed>
     #: Checkpoint after every experience so that `run --resume` can continue an interrupted run.
     checkpoint: bool = True
+    #: Draw the report's figures into TensorBoard after every experience (about 2 s each);
+    #: off by default so that no plotting runs in a training process unless asked.
+    tensorboard_figures: bool = False
     plugins: list[str] = field(default_factory=list)
     stream_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)

@@ -127,6 +127,8 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     from avalanche.logging import TensorboardLogger
     from avalanche.training.templates import SupervisedTemplate
 
+    from collapsebench.report.tensorboard import TensorBoardFigures
+
     options = resolve_component_options(config, registry)
     manager.call_each("collapsebench_configure_run", config=config)
     run_dir = config.run_dir()
@@ -170,6 +172,8 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         *metrics,
         loggers=[TensorboardLogger(run_dir), progress],
     )
+    board = TensorBoardFigures(evaluation.loggers[0].writer, strategy=config.strategy, taps=taps_of(model),
+                               n_experiences=n_experiences, images=config.tensorboard_figures)
     template_cls = parts.template or SupervisedTemplate
     if stream.fixed_samples:
         template_cls = fastdata.with_tensor_batches(template_cls)
@@ -187,7 +191,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     )
 
     matrix: list[list[float]] = []
-    timing = {"build": time.perf_counter() - started, "train": 0.0, "evaluate": 0.0, "data": 0.0}
+    timing = {"build": time.perf_counter() - started, "train": 0.0, "evaluate": 0.0, "data": 0.0, "figures": 0.0}
     done = 0
     restored = checkpoint.load(strategy, run_dir, lambda m: make_optimizer(config, m)) if resume else None
     if restored:
@@ -213,6 +217,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
             timed("train", lambda: strategy.train(experience))
             matrix.append(accuracy_row(timed("evaluate", lambda: strategy.eval(test_stream)), n_experiences))
             progress.accuracy_row(matrix[-1])
+            timed("figures", lambda: board.after_experience(matrix, recorder.records))
             if config.checkpoint and len(matrix) < n_experiences:
                 checkpoint.save(strategy, run_dir, {
                     "experiences_done": len(matrix), "matrix": matrix, "records": recorder.records,
