@@ -108,7 +108,7 @@ def collapsebench_evaluators():
                 Option("inputs", "experience", "probe inputs of the experience measured, or of all experiences",
                        choices=("experience", "all")),
                 Option("tol", 1e-3, "relative residual tolerance of the top eigenvalues"),
-                Option("figures", True, "log the smoothed density to TensorBoard as a figure"),
+                Option("figures", True, "log the whole model's smoothed density to TensorBoard as an image"),
                 CADENCE,
             ),
         ),

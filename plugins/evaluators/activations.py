@@ -19,7 +19,7 @@ from collapsebench.metrics.ranks import (
 )
 from collapsebench.taps import taps_of
 
-from .common import RunningPeaks, probe_activations, single_threaded
+from .common import RecordedPeaks, end_of_experience_values, probe_activations, single_threaded
 
 ACTIVATION_METRICS = (
     "erank", "erank_peak_normalized", "srank", "feature_rank", "dead_units", "dormant_units", "feature_norm",
@@ -40,14 +40,11 @@ class ActivationMetric(CollapseMetric):
         self.histograms = histograms
         self.names = tuple(names)
         self.summaries = summaries
-        self.peaks = RunningPeaks()
-        #: experience -> layer -> values, from the measurement after training on that experience
-        self.after_experience: dict[int, dict[str, dict[str, float]]] = {}
+        self.peaks = RecordedPeaks(context.recorder, "erank", "activation")
 
     def measure(self, strategy, phase):
         taps = taps_of(strategy.model)
         activations = probe_activations(self.context, strategy, phase, taps)
-        by_layer = {}
         with single_threaded():
             for tap in taps:
                 features = activations[tap.name]
@@ -62,26 +59,32 @@ class ActivationMetric(CollapseMetric):
                     "dormant_units": dormant_units(features),
                     "feature_norm": feature_norm(features),
                 }
-                by_layer[tap.name] = values
                 for name in self.names:
                     histogram = sigma.cpu() if self.histograms and name == "erank" else None
                     yield Measurement(name, "activation", tap.name, values[name], histogram=histogram)
-        if phase == "end":
-            self.after_experience[strategy.experience.current_experience] = by_layer
 
     def summarize(self, accuracy_matrix):
+        """Run-level values, all computed from the recorded activation metrics (so from results.json too).
+
+        - ``capacity_retention``: SPEC, via :func:`collapsebench.metrics.analysis.capacity_retention`:
+          each layer's erank after the last experience over its peak over every measurement.
+        - ``dead_units``, ``dormant_units``: after the last experience, mean over tapped layers.
+        - ``forgetting_erank_correlation``: see :func:`forgetting_erank_correlation`.
+        """
         last = len(accuracy_matrix) - 1
-        if not self.summaries or last not in self.after_experience:
+        after = end_of_experience_values(self.recorder, "activation")
+        if not self.summaries or last not in after:
             return {}
-        final = self.after_experience[last]
-        peaks = {layer: self.peaks.peak(layer) for layer in final}
+        final = after[last]
         return {
-            "capacity_retention": capacity_retention({k: v["erank"] for k, v in final.items()}, peaks),
+            "capacity_retention": capacity_retention(
+                {layer: v["erank"] for layer, v in final.items()}, {layer: self.peaks.peak(layer) for layer in final}
+            ),
             "dead_units": _mean(v["dead_units"] for v in final.values()),
             "dormant_units": _mean(v["dormant_units"] for v in final.values()),
             "forgetting_erank_correlation": forgetting_erank_correlation(
                 accuracy_matrix,
-                {j: {k: v["erank_peak_normalized"] for k, v in layers.items()} for j, layers in self.after_experience.items()},
+                {j: {layer: v["erank_peak_normalized"] for layer, v in layers.items()} for j, layers in after.items()},
             ),
         }
 

@@ -37,17 +37,46 @@ def probe_activations(context, strategy, phase: str, taps: list[Tap]) -> dict[st
     return context.probe.activations(strategy.model, taps, device=strategy.device, key=moment_key(strategy, phase))
 
 
-class RunningPeaks:
-    """The maximum of each series seen so far, for erank(t) / max over u ≤ t of erank(u) (Zhu & Jin)."""
+class RecordedPeaks:
+    """Running maxima of one metric's recorded values per layer, for erank(t) / max over u ≤ t of
+    erank(u) (Zhu & Jin).
 
-    def __init__(self):
+    The maxima are read from the run's :class:`~collapsebench.evaluation.Recorder`, over every
+    phase, not kept apart: a resumed run restores the records but rebuilds its evaluators, and
+    the peaks must still cover the whole run. New records are read incrementally.
+    """
+
+    def __init__(self, recorder, name: str, kind: str):
+        self.recorder = recorder
+        self.name = name
+        self.kind = kind
         self._peaks: dict[str, float] = {}
+        self._read = 0
 
-    def normalize(self, series: str, value: float) -> float:
-        """Add ``value`` to ``series`` and return it over the series' running maximum (nan while that is 0)."""
-        peak = max(self._peaks.get(series, -math.inf), value)
-        self._peaks[series] = peak
+    def _catch_up(self) -> None:
+        records = self.recorder.records
+        for record in records[self._read :]:
+            value = record["value"]
+            if (record["name"], record["kind"]) == (self.name, self.kind) and value is not None and math.isfinite(value):
+                self._peaks[record["layer"]] = max(self._peaks.get(record["layer"], -math.inf), value)
+        self._read = len(records)
+
+    def peak(self, layer: str, including: float | None = None) -> float:
+        """The layer's largest recorded value (and ``including``, the value about to be recorded)."""
+        self._catch_up()
+        peak = self._peaks.get(layer, -math.inf)
+        return peak if including is None else max(peak, including)
+
+    def normalize(self, layer: str, value: float) -> float:
+        """``value`` over the running maximum including it; nan while that maximum is 0."""
+        peak = self.peak(layer, including=value)
         return value / peak if peak > 0 else math.nan
 
-    def peak(self, series: str) -> float:
-        return self._peaks[series]
+
+def end_of_experience_values(recorder, kind: str) -> dict[int, dict[str, dict[str, float]]]:
+    """experience -> layer -> name -> value of the records of ``kind`` taken after training on each experience."""
+    values: dict[int, dict[str, dict[str, float]]] = {}
+    for record in recorder.records:
+        if record["kind"] == kind and record["phase"] == "end":
+            values.setdefault(record["experience"], {}).setdefault(record["layer"], {})[record["name"]] = record["value"]
+    return values

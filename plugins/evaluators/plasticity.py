@@ -48,8 +48,6 @@ class PlasticityMetric(CollapseMetric):
     def __init__(self, context):
         super().__init__(context.recorder)
         self.context = context
-        #: experience j -> accuracy of the fresh model on test experience j
-        self.fresh_accuracy: dict[int, float] = {}
 
     def measure(self, strategy, phase):
         if phase != "end":
@@ -57,7 +55,6 @@ class PlasticityMetric(CollapseMetric):
         j = strategy.experience.current_experience
         with preserved_rng():
             accuracy = self._train_fresh(strategy, j)
-        self.fresh_accuracy[j] = accuracy
         yield Measurement("fresh_accuracy", "model", "all", accuracy)
 
     def _train_fresh(self, strategy, j: int) -> float:
@@ -92,10 +89,16 @@ class PlasticityMetric(CollapseMetric):
         return float(accuracies[0])
 
     def summarize(self, accuracy_matrix):
+        """``plasticity`` (per experience, SPEC), its mean over experiences, and the fresh accuracies.
+
+        Read from the ``fresh_accuracy`` records, so a resumed run keeps those measured before.
+        """
         size = len(accuracy_matrix)
-        if any(j not in self.fresh_accuracy for j in range(size)):
+        fresh_by_experience = {r["experience"]: r["value"] for r in self.recorder.records
+                               if (r["name"], r["kind"]) == ("fresh_accuracy", "model")}
+        if any(j not in fresh_by_experience for j in range(size)):
             return {}
-        fresh = [self.fresh_accuracy[j] for j in range(size)]
+        fresh = [fresh_by_experience[j] for j in range(size)]
         ratios = plasticity(accuracy_matrix, fresh)
         finite = [r for r in ratios if math.isfinite(r)]
         return {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from collapsebench.evaluation import CollapseMetric, Measurement
 from collapsebench.metrics.similarity import linear_cka
 from collapsebench.taps import taps_of
@@ -24,45 +26,49 @@ class CkaMetric(CollapseMetric):
         super().__init__(context.recorder, every_n_iterations=every_n_iterations)
         self.context = context
         #: probe experience j -> layer -> activations right after training on j
-        self.references = {}
-        #: the latest end-of-experience comparisons: probe experience j -> layer -> CKA
-        self.latest_after_experience: tuple[int, dict[int, dict[str, float]]] | None = None
+        self.references: dict[int, dict[str, torch.Tensor]] = {}
 
     def measure(self, strategy, phase):
         taps = taps_of(strategy.model)
         activations = probe_activations(self.context, strategy, phase, taps)
-        current = strategy.experience.current_experience
-        compared = {}
         for j, reference in sorted(self.references.items()):
             mask = self.context.probe.experience_mask(j)
-            compared[j] = {}
             for tap in taps:
                 value = linear_cka(reference[tap.name], activations[tap.name][mask])
-                compared[j][tap.name] = value
                 yield Measurement("cka", f"exp{j}", tap.name, value, data={"probe_experience": j})
         if phase == "end":
-            self.latest_after_experience = (current, compared)
+            current = strategy.experience.current_experience
             mask = self.context.probe.experience_mask(current)
             if bool(mask.any()):
                 self.references[current] = {tap.name: activations[tap.name][mask].clone() for tap in taps}
 
+    def state_dict(self) -> dict:
+        """The references, which a resumed run cannot measure again (the models they came from are gone)."""
+        return {"references": self.references}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.references = state["references"]
+
     def summarize(self, accuracy_matrix):
-        """Per layer, after the last experience: CKA of the first experience's representation
-        (``cka_first_after_last``) and the mean over all earlier experiences (``cka_after_last``)."""
+        """From the records taken after the last experience, per layer: the mean CKA over every
+        earlier experience's probe inputs (``cka_after_last``) and that of the first experience
+        (``cka_first_after_last``). 1 means the layer represents old inputs as it did when they
+        were learned; Ramasesh et al. find it falls most in the deepest layers."""
         last = len(accuracy_matrix) - 1
-        if self.latest_after_experience is None or self.latest_after_experience[0] != last:
+        by_experience: dict[int, dict[str, float]] = {}
+        for record in self.recorder.records:
+            if (record["name"], record["phase"], record["experience"]) == ("cka", "end", last):
+                by_experience.setdefault(record["data"]["probe_experience"], {})[record["layer"]] = record["value"]
+        if not by_experience:
             return {}
-        compared = self.latest_after_experience[1]
-        if not compared:
-            return {}
-        layers = list(next(iter(compared.values())))
-        first = min(compared)
+        layers = list(by_experience[min(by_experience)])
         return {
-            "cka_after_last": {layer: _mean([compared[j][layer] for j in compared]) for layer in layers},
-            "cka_first_after_last": {layer: compared[first][layer] for layer in layers},
+            "cka_after_last": {layer: _mean([values[layer] for values in by_experience.values()]) for layer in layers},
+            "cka_first_after_last": dict(by_experience[min(by_experience)]),
         }
 
 
 def _mean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
+    """Mean of the finite values (a constant representation has CKA nan)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
     return sum(finite) / len(finite) if finite else math.nan

@@ -13,7 +13,7 @@ from collapsebench.metrics.ranks import (
 )
 from collapsebench.taps import taps_of
 
-from .common import RunningPeaks, single_threaded
+from .common import RecordedPeaks, single_threaded
 
 WEIGHT_METRICS = ("erank", "erank_peak_normalized", "stable_rank", "srank", "approx_rank", "weight_magnitude")
 
@@ -29,7 +29,7 @@ class WeightMetric(CollapseMetric):
         super().__init__(context.recorder, every_n_iterations=every_n_iterations)
         self.histograms = histograms
         self.names = tuple(names)
-        self.peaks = RunningPeaks()
+        self.peaks = RecordedPeaks(context.recorder, "erank", "weight")
 
     def measure(self, strategy, phase):
         with single_threaded():
