@@ -428,14 +428,15 @@ def test_er_loss_mode_subtracts_beta_times_mean_erank_of_the_training_batch():
 @pytest.mark.parametrize("mode", ["ascent", "loss"])
 def test_er_l2_ends_with_higher_activation_erank_than_naive(mode):
     """Same seed, same data: the final activation erank (mean over layers, on held-out inputs)
-    is higher with the regularizer than without."""
-    stream = synthetic_stream(n_experiences=3, n=160, in_features=10, seed=1)
+    is higher with the regularizer than without. Over 5 seeds of data and model the ratio was
+    1.18 to 1.44 (both modes): 1.1 leaves room."""
+    stream = synthetic_stream(n_experiences=2, n=160, in_features=10, seed=1)
     probe = torch.randn(200, 10, generator=torch.Generator().manual_seed(5))
 
     def final_erank(plugins):
         model = mlp(widths=(32, 32), in_features=10, seed=2)
         torch.manual_seed(0)
-        train(model, plugins(model), stream, epochs=3,
+        train(model, plugins(model), stream, epochs=2,
               optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
         with torch.no_grad():
             return float(mean_erank(hidden(model, probe)))
@@ -444,7 +445,7 @@ def test_er_l2_ends_with_higher_activation_erank_than_naive(mode):
     regularized = final_erank(
         lambda model: [EffectiveRankL2(model, mode, beta=0.5, step_size=0.05, batch_size=100, weight_decay=1e-3)]
     )
-    assert regularized > naive * 1.05
+    assert regularized > naive * 1.1
 
 
 # --- through the command line ------------------------------------------------------------------
