@@ -172,7 +172,7 @@ def _extent(entries: Sequence[Entry], metric: str) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-def scatter_svg(board: Board, width: int = 640, height: int = 420) -> str:
+def scatter_svg(board: Board, width: int = 760, height: int = 460) -> str:
     """Accuracy against capacity retention, 95% intervals as error bars, the Pareto front dashed."""
     points = [e for e in board.entries if "average_accuracy" in e.estimates and "capacity_retention" in e.estimates]
     if not points:
@@ -213,7 +213,8 @@ def scatter_svg(board: Board, width: int = 640, height: int = 420) -> str:
             path.append(f"{'M' if not path else 'L'}{ax:.1f},{ay:.1f} L{ax:.1f},{by:.1f} L{bx:.1f},{by:.1f}")
         parts.append(f'<path d="{" ".join(path)}" class="front"/>')
 
-    for entry in points:
+    placed: list[tuple[float, float, float, float]] = []
+    for entry in sorted(points, key=lambda e: e.rank):
         acc, cap = entry.estimates["average_accuracy"], entry.estimates["capacity_retention"]
         x, y = x_of(cap.mean), y_of(acc.mean)
         colour = FRONT_COLOURS[(entry.front - 1) % len(FRONT_COLOURS)]
@@ -225,23 +226,40 @@ def scatter_svg(board: Board, width: int = 640, height: int = 420) -> str:
                          f'y2="{y_of(acc.mean + acc.ci95):.1f}" stroke="{colour}" class="bar"/>')
         label = html.escape(entry.name)
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{colour}"><title>{label}: accuracy {cell(entry, "average_accuracy")}, '
-                     f'capacity retention {cell(entry, "capacity_retention")}, front {entry.front}</title></circle>'
-                     f'<text x="{x + 8:.1f}" y="{y - 7:.1f}" class="label">{label}</text>')
+                     f'capacity retention {cell(entry, "capacity_retention")}, front {entry.front}</title></circle>')
+        label_x, label_y = _label_position(x, y, len(entry.name), placed, width - right)
+        if (label_x, label_y) != (x + 8, y - 7):
+            parts.append(f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{label_x - 2:.1f}" y2="{label_y - 4:.1f}" class="leader"/>')
+        parts.append(f'<text x="{label_x:.1f}" y="{label_y:.1f}" class="label">{label}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
+def _label_position(x: float, y: float, characters: int, placed: list, right_edge: float) -> tuple[float, float]:
+    """Where a point's label goes: right of and above it, else the nearest free row (greedy), else left."""
+    width, height = 6.6 * characters, 12.0
+    label_x = x + 8 if x + 8 + width <= right_edge else x - 8 - width
+    for step in (0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6):
+        label_y = y - 7 + step * height
+        box = (label_x, label_x + width, label_y - height + 2, label_y + 2)
+        if not any(box[0] < b[1] and b[0] < box[1] and box[2] < b[3] and b[2] < box[3] for b in placed):
+            placed.append(box)
+            return label_x, label_y
+    placed.append((label_x, label_x + width, y - 7 - height + 2, y - 5))
+    return label_x, y - 7
+
+
 _STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+body { font-family: system-ui, sans-serif; max-width: 66rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 table { border-collapse: collapse; margin: 1rem 0; font-size: 0.92rem; }
-th, td { padding: 0.3rem 0.6rem; border-bottom: 1px solid #ddd; text-align: right; }
+th, td { padding: 0.3rem 0.6rem; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
 th:nth-child(3), td:nth-child(3), th:nth-child(4), td:nth-child(4) { text-align: left; }
 .sample { background: #fdebd0; padding: 0.1rem 0.4rem; border-radius: 0.2rem; }
 .meta { color: #555; font-size: 0.9rem; }
 svg text { font-size: 11px; fill: #333; } svg .axis { font-size: 12px; }
 svg .frame { fill: none; stroke: #999; } svg .grid { stroke: #eee; }
 svg .front { fill: none; stroke: #c0392b; stroke-dasharray: 5 4; stroke-width: 1.5; }
-svg .bar { stroke-width: 1.5; } svg .label { font-size: 11px; }
+svg .bar { stroke-width: 1.5; } svg .label { font-size: 11px; } svg .leader { stroke: #aaa; stroke-width: 0.7; }
 """
 
 
