@@ -32,7 +32,7 @@ def track_record(name: str = TRACK, plugins: tuple[str, ...] = ()):
 
 def fake_results(seed: int, strategy: str = "naive", skill: float = 0.5, collapse: float = 0.8,
                  track: str = TRACK, fingerprint: str = "sklearn-digits-test",
-                 description: str = "sklearn digits, 1437 train / 360 test images") -> dict:
+                 description: str = "sklearn digits, 1437 train / 360 test images", fresh=None) -> dict:
     """A complete results.json of ``strategy`` on ``track``: accuracy around ``skill``, final
     activation erank ``collapse`` times its peak."""
     from collapsebench.config import build_config, resolve_component_options
@@ -62,6 +62,12 @@ def fake_results(seed: int, strategy: str = "naive", skill: float = 0.5, collaps
     summary["dead_units"] = sum(dead.values()) / len(dead)
     summary["dormant_units"] = 0.1
     summary["forgetting_erank_correlation"] = {"pearson": 0.5, "spearman": 0.4, "n": 4}
+    if fresh is not None:  # as the plasticity evaluator reports it
+        ratios = [matrix[j][j] / fresh[j] if fresh[j] > 0 else None for j in range(size)]
+        finite = [r for r in ratios if r is not None]
+        summary.update(plasticity=ratios, plasticity_mean=sum(finite) / len(finite), fresh_accuracy=list(fresh))
+        metrics += [{"name": "fresh_accuracy", "kind": "model", "layer": "all", "experience": j, "value": fresh[j],
+                     "phase": "end", "iteration": 90 * (j + 1)} for j in range(size)]
     return {
         "schema_version": 1,
         "status": "complete",

@@ -226,6 +226,20 @@ def test_building_refuses_mixed_or_incomplete_runs(tmp_path):
         build_submission(naive)
 
 
+def test_plasticity_is_recomputed_and_ranked(tmp_path):
+    submission = build_submission(write_runs(tmp_path, fresh=[0.98, 0.97, 0.0, 0.99, 0.96]))
+    assert check_submission(submission, track_record()) == []
+    assert submission["runs"][0]["summary"]["plasticity"][2] is None  # fresh model at 0: no ratio
+    entry = rank_board([submission])[0]
+    expected = [run["summary"]["plasticity_mean"] for run in submission["runs"]]
+    assert entry.estimates["plasticity"].values == tuple(expected)
+    for field, value in (("plasticity_mean", 0.5), ("fresh_accuracy", [0.5] * 5)):
+        mutated = copy.deepcopy(submission)
+        mutated["runs"][1]["summary"][field] = value
+        problems = check_submission(rehashed(mutated), track_record())
+        assert any(p.startswith(f"runs[1].summary.{field}") for p in problems), problems
+
+
 def test_a_sample_stream_is_labelled(tmp_path):
     runs = write_runs(tmp_path, description="8,000 train / 2,000 test MNIST images; a 10,000-image sample, not comparable")
     assert build_submission(runs)["data"]["sample"] is True

@@ -33,6 +33,8 @@ METRICS = {
     "plasticity": True,
 }
 FRONT_METRICS = ("average_accuracy", "capacity_retention")
+#: Where a metric's per-seed value is in a run's summary, when not under its own name.
+SUMMARY_KEYS = {"plasticity": "plasticity_mean"}
 
 # Two-sided 95% quantiles of Student's t, t_{0.975, df} for df = 1..30 (standard tables).
 _T975 = (
@@ -98,7 +100,7 @@ class Entry:
 
 
 def seed_values(submission: dict[str, Any], metric: str) -> list[float]:
-    values = [run["summary"].get(metric) for run in submission["runs"]]
+    values = [run["summary"].get(SUMMARY_KEYS.get(metric, metric)) for run in submission["runs"]]
     numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return numbers if len(numbers) == len(values) else []  # a metric counts only if every seed has it
 

@@ -109,7 +109,10 @@ _RUN = {
                 "capacity_retention": {"type": "number", "minimum": 0, "maximum": 1},
                 "dead_units": {"type": "number", "minimum": 0, "maximum": 1},
                 "dormant_units": {"type": "number", "minimum": 0, "maximum": 1},
-                "plasticity": {"type": "number", "minimum": 0},
+                # per experience; null where the fresh model scored 0 and the ratio is undefined
+                "plasticity": {"type": "array", "items": {"type": ["number", "null"], "minimum": 0}},
+                "plasticity_mean": {"type": "number", "minimum": 0},
+                "fresh_accuracy": {"type": "array", "items": _ACCURACY},
             },
         },
         # "<metric>/<kind>/<layer>" -> the value after each experience (null: not measured then)

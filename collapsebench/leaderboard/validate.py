@@ -18,7 +18,7 @@ from collapsebench.leaderboard.schema import field_name, schema_errors
 #: Recomputing a summary from the stored matrix repeats the same float operations.
 SUMMARY_TOLERANCE = 1e-9
 #: Summary values the board ranks on; when one run reports one, every run must.
-RANKED_SUMMARY_KEYS = ("average_accuracy", "forgetting", "capacity_retention", "dead_units", "plasticity")
+RANKED_SUMMARY_KEYS = ("average_accuracy", "forgetting", "capacity_retention", "dead_units", "plasticity_mean")
 SAMPLE_MARKER = "sample"
 
 
@@ -212,6 +212,8 @@ def _collapse_summaries(run: dict[str, Any], where: str) -> list[str]:
             )
             if not agrees:
                 problems.append(f"{where}.summary.capacity_retention: {stored!r} but the erank/activation series give {expected!r}")
+    if "plasticity" in summary or "plasticity_mean" in summary:
+        problems += _plasticity(run, where)
     if isinstance(summary.get("dead_units"), (int, float)):
         dead = _final_and_peak(run, "dead_units")
         expected = sum(dead[0].values()) / len(dead[0]) if dead else None
@@ -238,3 +240,26 @@ def _protocol(submission: dict[str, Any], track) -> list[str]:
             f"track.seeds: {sorted(submission['track']['seeds'])} but the track file runs seeds {sorted(track.seeds)}"
         )
     return problems
+
+
+def _plasticity(run: dict[str, Any], where: str) -> list[str]:
+    """``plasticity`` (R[j][j] / fresh accuracy on j) and its mean, from the matrix and the fresh accuracies."""
+    summary, matrix = run["summary"], run["accuracy_matrix"]
+    fresh = summary.get("fresh_accuracy")
+    if not isinstance(fresh, list) or len(fresh) != len(matrix):
+        return [f"{where}.summary.fresh_accuracy: plasticity needs one fresh-model accuracy per experience"]
+    recorded = run["collapse"].get("fresh_accuracy/model/all")
+    if recorded is not None and recorded != fresh:
+        return [f"{where}.summary.fresh_accuracy: {fresh} differs from collapse.fresh_accuracy/model/all {recorded}"]
+    expected = [matrix[j][j] / fresh[j] if fresh[j] > 0 else None for j in range(len(matrix))]
+    stored = summary.get("plasticity")
+    if (not isinstance(stored, list) or len(stored) != len(expected)
+            or any((a is None) != (b is None) or (a is not None and abs(a - b) > SUMMARY_TOLERANCE)
+                   for a, b in zip(stored, expected))):
+        return [f"{where}.summary.plasticity: {stored!r} but the matrix and fresh accuracies give {expected!r}"]
+    finite = [value for value in expected if value is not None]
+    mean = summary.get("plasticity_mean")
+    if not finite or not isinstance(mean, (int, float)) or abs(mean - sum(finite) / len(finite)) > SUMMARY_TOLERANCE:
+        return [f"{where}.summary.plasticity_mean: {mean!r} but the plasticity values give "
+                f"{sum(finite) / len(finite) if finite else None!r}"]
+    return []
