@@ -321,3 +321,57 @@ def test_hessian_loss_is_the_criterion_on_the_experience_probe_batch():
     eigenvalues = torch.linalg.eigvalsh(dense.double())
     largest = eigenvalues[eigenvalues.abs().argmax()]
     assert top.value == pytest.approx(float(largest), rel=1e-4)
+
+
+@pytest.mark.parametrize("case", ["gaussian", "relu_dead_units", "wide", "ten_decades"])
+def test_gram_singular_values_agree_with_svdvals_where_the_metrics_look(case):
+    from collapsebench.metrics import singular_values as svdvals
+    from collapsebench.metrics.ranks import (spectrum_approx_rank, spectrum_erank, spectrum_feature_rank,
+                                             spectrum_srank, spectrum_stable_rank)
+    from collapsebench_plugins.evaluators.common import singular_values
+
+    generator = torch.Generator().manual_seed(3)
+    matrix = {
+        "gaussian": lambda: torch.randn(1000, 256, generator=generator),
+        "relu_dead_units": lambda: torch.relu(torch.randn(500, 128, generator=generator))
+        * (torch.rand(128, generator=generator) > 0.5),
+        "wide": lambda: 0.05 * torch.randn(256, 784, generator=generator),
+        "ten_decades": lambda: torch.randn(300, 300, generator=generator, dtype=torch.float64)
+        @ torch.diag(torch.logspace(0, -10, 300, dtype=torch.float64)),
+    }[case]()
+    exact, fast = svdvals(matrix), singular_values(matrix)
+    assert fast.dtype == torch.float64 and fast.shape == exact.shape
+    assert torch.all(fast[:-1] >= fast[1:])
+    # Through the Gram matrix, σ is off by about ε·σ₁²/σ: tiny for large σ, growing for small ones.
+    top, eps = float(exact[0]), torch.finfo(torch.float64).eps
+    above_noise = exact > 1e-6 * top
+    bound = 1e-13 * top + 100 * eps * top**2 / exact[above_noise]
+    assert torch.all((fast[above_noise] - exact[above_noise]).abs() <= bound)
+    assert float(torch.cat([fast[~above_noise], fast.new_zeros(1)]).max()) < 1e-6 * top
+    if case == "relu_dead_units":
+        dead = int((matrix == 0).all(dim=0).sum())
+        assert dead > 0 and int((fast == 0).sum()) >= dead  # dead units give exact zeros, as with svdvals
+    tolerance = 1e-4 if case == "ten_decades" else 1e-11
+    assert float(spectrum_erank(fast)) == pytest.approx(float(spectrum_erank(exact)), rel=tolerance)
+    assert spectrum_srank(fast) == spectrum_srank(exact)
+    assert spectrum_approx_rank(fast) == spectrum_approx_rank(exact)
+    assert spectrum_feature_rank(fast, matrix.shape[0]) == spectrum_feature_rank(exact, matrix.shape[0])
+    assert spectrum_stable_rank(fast) == pytest.approx(spectrum_stable_rank(exact), rel=1e-10)
+
+
+def test_cka_references_survive_through_state_dict():
+    from collapsebench_plugins.evaluators.similarity import CkaMetric
+
+    context, strategy = _context_and_strategy(experience=0)
+    first = CkaMetric(context)
+    assert list(first.measure(strategy, "end")) == []  # nothing learned before experience 0
+    resumed = CkaMetric(context)
+    resumed.load_state_dict(first.state_dict())
+    strategy.experience.current_experience, strategy.clock.train_iterations = 1, 10
+    (measurement,) = resumed.measure(strategy, "end")
+    # the model did not change, so experience 0's representation is exactly what it was
+    assert (measurement.name, measurement.kind, measurement.layer) == ("cka", "exp0", "fc1")
+    assert measurement.data == {"probe_experience": 0} and measurement.value == pytest.approx(1.0)
+    with pytest.warns(UserWarning, match=r"experiences \[0\]"):
+        context.recorder.add(measurement, 0, 0, "end")  # a record of experience 0 but no reference for it
+        list(CkaMetric(context).measure(strategy, "end"))

@@ -12,14 +12,13 @@ from collapsebench.metrics.ranks import (
     dead_units,
     dormant_units,
     feature_norm,
-    singular_values,
     spectrum_erank,
     spectrum_feature_rank,
     spectrum_srank,
 )
 from collapsebench.taps import taps_of
 
-from .common import RecordedPeaks, end_of_experience_values, probe_activations, single_threaded
+from .common import RecordedPeaks, end_of_experience_values, probe_activations, single_threaded, singular_values
 
 ACTIVATION_METRICS = (
     "erank", "erank_peak_normalized", "srank", "feature_rank", "dead_units", "dormant_units", "feature_norm",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -27,8 +28,10 @@ class CkaMetric(CollapseMetric):
         self.context = context
         #: probe experience j -> layer -> activations right after training on j
         self.references: dict[int, dict[str, torch.Tensor]] = {}
+        self._warned_lost = False
 
     def measure(self, strategy, phase):
+        self._warn_if_references_were_lost(strategy.experience.current_experience)
         taps = taps_of(strategy.model)
         activations = probe_activations(self.context, strategy, phase, taps)
         for j, reference in sorted(self.references.items()):
@@ -41,6 +44,17 @@ class CkaMetric(CollapseMetric):
             mask = self.context.probe.experience_mask(current)
             if bool(mask.any()):
                 self.references[current] = {tap.name: activations[tap.name][mask].clone() for tap in taps}
+
+    def _warn_if_references_were_lost(self, current: int) -> None:
+        """A run resumed without this metric's state has records of experiences it holds no reference for."""
+        if self._warned_lost:
+            return
+        trained = {r["experience"] for r in self.recorder.records if r["phase"] == "end" and r["experience"] < current}
+        lost = sorted(j for j in trained if j not in self.references and bool(self.context.probe.experience_mask(j).any()))
+        if lost:
+            self._warned_lost = True
+            warnings.warn(f"CKA references of experiences {lost} are gone (a resumed run that did not restore "
+                          "the cka evaluator's state_dict): those experiences are not compared any more.", stacklevel=2)
 
     def state_dict(self) -> dict:
         """The references, which a resumed run cannot measure again (the models they came from are gone)."""

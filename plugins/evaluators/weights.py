@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collapsebench.evaluation import CollapseMetric, Measurement
 from collapsebench.metrics.ranks import (
-    singular_values,
     spectrum_approx_rank,
     spectrum_erank,
     spectrum_srank,
@@ -13,7 +12,7 @@ from collapsebench.metrics.ranks import (
 )
 from collapsebench.taps import taps_of
 
-from .common import RecordedPeaks, single_threaded
+from .common import RecordedPeaks, single_threaded, singular_values
 
 WEIGHT_METRICS = ("erank", "erank_peak_normalized", "stable_rank", "srank", "approx_rank", "weight_magnitude")
 
