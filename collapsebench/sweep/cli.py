@@ -78,12 +78,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     to_run, done = plan(jobs)
     print(f"collapsebench sweep: track {track.name}, {len(strategies)} strateg{'y' if len(strategies) == 1 else 'ies'} "
           f"x {len(seeds)} seed{'' if len(seeds) == 1 else 's'} = {len(jobs)} jobs; {len(done)} already complete; "
-          f"{len(to_run)} to run on {executor.describe(len(to_run))}")
+          f"{len(to_run)} to run ({sum(job.resume for job in to_run)} from a checkpoint) on "
+          f"{executor.describe(len(to_run))}")
     print(f"run directories: {Path(args.out) / track.name}/STRATEGY/seedN (each job's output: sweep.log)", flush=True)
     if args.dry_run:
         from tabulate import tabulate
 
-        rows = [[job.strategy, job.seed, state_of(job), "run" if job in to_run else "skip", job.run_dir] for job in jobs]
+        actions = {job.run_dir: "resume" if job.resume else "run" for job in to_run}
+        rows = [[job.strategy, job.seed, state_of(job), actions.get(job.run_dir, "skip"), job.run_dir] for job in jobs]
         print(tabulate(rows, headers=["strategy", "seed", "found", "action", "run directory"]))
         return 0
 

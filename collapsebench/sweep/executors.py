@@ -29,7 +29,7 @@ from collapsebench.sweep.work import FAILED, INTERRUPTED, Outcome, record_failur
 
 Report = Callable[[str, Job | None, Outcome | None], None]
 #: Seconds an interrupted job gets to write its partial result before its worker is terminated.
-GRACE_SECONDS = 60.0
+GRACE_SECONDS = 30.0
 
 
 def available_cpus() -> int:
@@ -55,6 +55,10 @@ def _worker_main(tasks, events, worker_id: int, threads: int) -> None:
         # interrupts each running job exactly once so that it can write its partial result.
         os.setsid()
     threading.Thread(target=_interrupt_when_orphaned, daemon=True).start()
+    if hasattr(signal, "SIGUSR1"):
+        import faulthandler
+
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` shows where a worker hangs
     from collapsebench.sweep.work import run_job, set_threads
 
     try:

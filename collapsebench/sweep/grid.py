@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collapsebench.config import FIELDS, build_config, resolve_component_options
+from collapsebench.config import FIELDS, RunConfig, build_config, resolve_component_options
 from collapsebench.errors import CollapsebenchError
 from collapsebench.results import RESULTS_FILE, _json_safe
 
@@ -126,8 +126,8 @@ def build_jobs(
     from collapsebench.tracks import track_layer
 
     free = dict(free or {})
-    if "data_root" in free:
-        free["data_root"] = str(Path(free["data_root"]).expanduser().resolve())
+    # Absolute, so that a worker in another working directory (a Ray node) reads the same data.
+    free["data_root"] = str(Path(free.get("data_root") or RunConfig().data_root).expanduser().resolve())
     protocol = track_layer(track, free)
     used = {key: False for key, _ in strategy_options}
     jobs = []
