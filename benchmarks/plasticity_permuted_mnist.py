@@ -1,7 +1,8 @@
 """Loss of plasticity on permuted MNIST, and whether each plasticity strategy keeps it.
 
-For naive, l2, shrink_perturb, cbp, er_l2 and l2_init, over several seeds: train an MLP on a
-sequence of permuted-MNIST tasks (the built-in ``permuted-mnist`` stream, read from the data
+For naive, l2, shrink_perturb, cbp (two replacement rates), er_l2, l2_init and redo, and two
+references (a fresh network per task; naive at a lower learning rate), over several seeds:
+train an MLP on a sequence of permuted-MNIST tasks (the built-in ``permuted-mnist`` stream, read from the data
 root) with the built-in strategies' Avalanche training plugins in Avalanche's
 ``SupervisedTemplate``, exactly as ``collapsebench run`` composes them. After each task it
 records the accuracy on that newest task's test data (R[j][j]) and, on the same test inputs,
@@ -11,12 +12,14 @@ It evaluates only the newest task, which is all this question needs: ``collapseb
 evaluates the whole test stream after every task, T² evaluations, which costs more than the
 training here.
 
-    uv run python benchmarks/plasticity_permuted_mnist.py               # run (about 20 min) and plot
+    uv run python benchmarks/plasticity_permuted_mnist.py               # run (about 12 min) and plot
+    uv run python benchmarks/plasticity_permuted_mnist.py --variants cbp --seeds 3   # add runs
     uv run python benchmarks/plasticity_permuted_mnist.py --plot-only   # tables and plots from the JSON
 
 Data: ``$COLLAPSEBENCH_DATA_ROOT`` (default ``../shared/data``), holding MNIST/raw/ in
-torchvision's layout. Results: ``benchmarks/plasticity_permuted_mnist.json``; plots under
-``docs/img/``; the tables are printed as Markdown for docs/strategies.md.
+torchvision's layout. Results: ``benchmarks/plasticity_permuted_mnist.json``, where runs
+accumulate (a run already there with the same scale and variant definition is not repeated);
+the plot goes to ``docs/img/``; the table is printed as Markdown for docs/strategies.md.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ VARIANTS = {
     "cbp_rate1e-2": {"strategy": "cbp", "options": {"replacement_rate": 1e-2, "maturity_threshold": 100}},
     "er_l2": {"strategy": "er_l2", "options": {}},
     "l2_init": {"strategy": "l2_init", "options": {"coefficient": 1e-3}},
+    # once per task of 250 steps, scored on the last 256 training inputs rather than 16
+    "redo": {"strategy": "redo", "options": {"every_n_steps": 250, "score_batches": 16}},
     "fresh": {"strategy": "naive", "options": {}, "fresh_each_task": True},
     "naive_lr0.01": {"strategy": "naive", "options": {}, "lr": 0.01},
 }
@@ -117,8 +122,8 @@ class Learner:
 
     def units_replaced(self) -> dict[str, int]:
         replaced = {}
-        for plugin in self.parts.plugins:
-            replaced.update(getattr(plugin, "replaced_total", {}))
+        for plugin in self.parts.plugins:  # cbp's replacements, redo's recycled units
+            replaced.update(getattr(plugin, "replaced_total", None) or getattr(plugin, "recycled_total", {}))
         return replaced
 
 
@@ -237,15 +242,20 @@ def table(results: dict) -> str:
         start = [statistics.fmean(accuracy[s][first]) for s in seeds]
         end = [statistics.fmean(accuracy[s][last]) for s in seeds]
         # SPEC's plasticity: R[j][j] over a fresh model's accuracy on task j (same seed, same task)
-        ratio = [statistics.fmean(a / f for a, f in zip(accuracy[s][last], fresh[s][last])) for s in seeds if s in fresh]
+        ratio = [statistics.fmean(a / f for a, f in zip(accuracy[s][last], fresh[s][last]))
+                 for s in seeds if s in fresh]
         e = series(results, name, lambda t: mean_layers(t, "erank"))
         d = series(results, name, lambda t: mean_layers(t, "dead_units"))
-        mean_of = lambda values, window: statistics.fmean(statistics.fmean(values[s][window]) for s in seeds)  # noqa: E731
+
+        def mean_of(values, window):
+            return statistics.fmean(statistics.fmean(values[s][window]) for s in seeds)
+
         seconds = statistics.fmean(r["seconds"] for r in results["runs"] if r["variant"] == name)
         rows.append(
             f"| {name} | {len(seeds)} | {over_seeds(start)} | {over_seeds(end)} | "
             f"{over_seeds([b - a for a, b in zip(start, end)])} | {over_seeds(ratio) if ratio else '-'} | "
-            f"{mean_of(e, first):.1f} → {mean_of(e, last):.1f} | {mean_of(d, first):.2f} → {mean_of(d, last):.2f} | "
+            f"{mean_of(e, first):.1f} → {mean_of(e, last):.1f} | "
+            f"{mean_of(d, first):.2f} → {mean_of(d, last):.2f} | "
             f"{seconds:.0f} |"
         )
     return "\n".join(rows)
@@ -265,7 +275,10 @@ def plot(results: dict, images: Path) -> list[Path]:
         ("dead units (fraction, mean over the 2 layers)", lambda t: mean_layers(t, "dead_units")),
     ]
     styles = {"fresh": {"color": "black", "linestyle": "--"}, "naive_lr0.01": {"color": "grey", "linestyle": ":"}}
-    figure, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    colors = dict(zip([v for v in VARIANTS if v not in styles], plt.get_cmap("tab10").colors))
+    figure = plt.figure(figsize=(14, 9))
+    grid = figure.add_gridspec(2, 2)
+    axes = [figure.add_subplot(grid[0, :]), figure.add_subplot(grid[1, 0]), figure.add_subplot(grid[1, 1])]
     for axis, (label, value) in zip(axes, panels):
         for name in VARIANTS:
             runs = series(results, name, value)
@@ -273,13 +286,14 @@ def plot(results: dict, images: Path) -> list[Path]:
                 continue
             values = np.array(list(runs.values()))
             tasks = np.arange(1, values.shape[1] + 1)
-            line, = axis.plot(tasks, values.mean(axis=0), label=name, **styles.get(name, {}))
+            style = styles[name] if name in styles else {"color": colors[name]}
+            axis.plot(tasks, values.mean(axis=0), label=name, **style)
             if name not in styles:
-                axis.fill_between(tasks, values.min(axis=0), values.max(axis=0), alpha=0.12, color=line.get_color())
+                axis.fill_between(tasks, values.min(axis=0), values.max(axis=0), alpha=0.1, color=style["color"])
         axis.set_xlabel("task")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=9, ncol=5, loc="lower left")
     settings = results["settings"]
     figure.suptitle(
         f"Permuted MNIST (10,000-image sample), {settings['tasks']} tasks of {settings['train_subset']} images, "

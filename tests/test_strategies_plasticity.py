@@ -248,7 +248,8 @@ def test_cbp_replaces_conv_channels_including_a_flattened_reader():
 def test_cbp_skips_layers_without_single_neighbours_and_says_so():
     with pytest.raises(CollapsebenchError, match="no tapped layer of .* has replaceable units.*incoming is None"):
         ContinualBackprop(build("convgru", (1, 8, 8), 3, channels=[4], frames=2), 1e-4, 100, 0.99)
-    with pytest.warns(UserWarning, match=r"cbp leaves these tapped layers alone: .*layer1\.0 \(no single Linear/Conv2d produces"):
+    skipped = r"cbp leaves these tapped layers alone: .*layer1\.0 \(no single Linear/Conv2d produces"
+    with pytest.warns(UserWarning, match=skipped):
         plugin = ContinualBackprop(build("resnet18", (3, 8, 8), 3, width_multiplier=0.0625), 1e-4, 100, 0.99)
     names = [layer.name for layer in plugin.layers]
     assert "layer1.0.conv1" in names and "layer1.0" not in names
@@ -307,9 +308,26 @@ def test_redo_acts_every_k_steps():
     plugin = ReDo(model, every_n_steps=3, threshold=0.025)
     calls = []
     original = plugin.recycle
-    plugin.recycle = lambda outputs, optimizer: (calls.append(plugin.steps), original(outputs, optimizer))
+    plugin.recycle = lambda magnitudes, optimizer: (calls.append(plugin.steps), original(magnitudes, optimizer))
     train(model, [plugin], synthetic_stream(n=112))  # 7 steps of 16
     assert calls == [2, 5]  # after the 3rd and the 6th update
+
+
+def test_redo_scores_units_on_the_last_score_batches_mini_batches():
+    model = mlp()
+    plugin = ReDo(model, every_n_steps=3, threshold=0.025, score_batches=2)
+    # An independent record of fc1's activations in every training forward pass.
+    seen = []
+    model.features.activations[0].register_forward_hook(lambda _m, _i, out: seen.append(out.detach().abs()))
+    scored = []
+    original = plugin.recycle
+    plugin.recycle = lambda magnitudes, optimizer: (scored.append(magnitudes["fc1"]), original(magnitudes, optimizer))
+    train(model, [plugin], synthetic_stream(n=88), optimizer=torch.optim.SGD(model.parameters(), lr=0.0))
+    # 6 steps (5 of 16, 1 of 8): recycling after steps 3 and 6, each scored on steps 2-3 and 5-6
+    assert [len(batch) for batch in seen] == [16, 16, 16, 16, 16, 8]
+    assert len(scored) == 2
+    assert torch.allclose(scored[0], torch.cat(seen[1:3]).mean(dim=0))
+    assert torch.allclose(scored[1], torch.cat(seen[4:6]).mean(dim=0))
 
 
 # --- L2, Shrink & Perturb, L2 Init -----------------------------------------------------------

@@ -87,7 +87,8 @@ PLASTICITY_STRATEGIES = [
         "Continual backprop (Dohare et al.): replace a fraction of mature, low-utility units after each update",
         _cbp,
         options=(
-            Option("replacement_rate", 1e-4, "ρ: fraction of the mature units replaced per step (fractions carry over)"),
+            Option("replacement_rate", 1e-4,
+                   "ρ: fraction of the mature units replaced per step (fractions carry over)"),
             Option("maturity_threshold", 100, "m: a unit is eligible for replacement after more than m steps"),
             Option("decay_rate", 0.99, "η: decay of the running utility and mean activation"),
         ),
@@ -117,7 +118,8 @@ PLASTICITY_STRATEGIES = [
         _shrink_perturb,
         options=(
             Option("weight_decay", 1e-4, "λ: weight decay through the gradient (published 1e-4 to 1e-5)"),
-            Option("noise_std", 1e-5, "σ: standard deviation of the noise added after each update (published 1e-4 to 1e-6)"),
+            Option("noise_std", 1e-5,
+                   "σ: standard deviation of the noise added after each update (published 1e-4 to 1e-6)"),
         ),
     ),
     Strategy(
@@ -133,6 +135,7 @@ PLASTICITY_STRATEGIES = [
         options=(
             Option("every_n_steps", 1000, "K: training steps between recycling passes"),
             Option("threshold", 0.025, "τ: a unit is dormant when E|h_i| / mean_k E|h_k| <= τ"),
+            Option("score_batches", 1, "E|h| is measured on the last this many training mini-batches (Sokar: 1)"),
         ),
     ),
 ]

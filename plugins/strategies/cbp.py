@@ -66,7 +66,9 @@ class ContinualBackprop(SupervisedPlugin):
         self.layers, self.skipped = replaceable_units(model)
         if not self.layers:
             reasons = "; ".join(f"{name}: {why}" for name, why in self.skipped.items())
-            raise CollapsebenchError(f"cbp: no tapped layer of {type(model).__name__} has replaceable units ({reasons}).")
+            raise CollapsebenchError(
+                f"cbp: no tapped layer of {type(model).__name__} has replaceable units ({reasons})."
+            )
         if self.skipped:
             warnings.warn(
                 "cbp leaves these tapped layers alone: "
@@ -148,7 +150,9 @@ class ContinualBackprop(SupervisedPlugin):
     def _statistics_on(self, layer: Units, device) -> UnitStatistics:
         stats = self.statistics[layer.name]
         if stats.age.device != torch.device(device):  # the model moved after the plugin was built
-            stats = UnitStatistics(stats.age.to(device), stats.utility.to(device), stats.mean_activation.to(device), stats.due)
+            stats = UnitStatistics(
+                stats.age.to(device), stats.utility.to(device), stats.mean_activation.to(device), stats.due
+            )
             self.statistics[layer.name] = stats
         return stats
 
