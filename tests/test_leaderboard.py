@@ -300,22 +300,38 @@ def test_the_source_hash_follows_the_strategy_plugin_and_its_imports(tmp_path):
 
         def build(context):
             from .helper import parts  # imported inside the factory, as plugins do
+            return parts(_options())
+
+        def _options():
+            from . import options  # reached through a function the factory calls
+            return options.DEFAULTS
+
+        def build_other(context):
+            from .other import parts  # another strategy's code: not part of "hashed"
             return parts()
 
         @hookimpl
         def collapsebench_strategies():
-            return [Strategy("hashed", "a strategy whose source is hashed", build)]
+            return [Strategy("hashed", "a strategy whose source is hashed", build),
+                    Strategy("other", "another strategy of the same plugin", build_other)]
     """))
-    (package / "helper.py").write_text("def parts():\n    from collapsebench import StrategyParts\n    return StrategyParts()\n")
-    (package / "unrelated.py").write_text("X = 1\n")
+    (package / "helper.py").write_text("def parts(options):\n    from collapsebench import StrategyParts\n    return StrategyParts()\n")
+    (package / "options.py").write_text("from .constants import RATE\nDEFAULTS = {'rate': RATE}\n")
+    (package / "constants.py").write_text("RATE = 0.1\n")
+    (package / "other.py").write_text("def parts():\n    raise SystemExit\n")
     sys.path.insert(0, str(tmp_path))
     try:
         manager = build_manager(["hashpkg_demo"])
         source = hashing.strategy_source(manager, Registry(manager), "hashed")
-        assert sorted(source["files"]) == ["hashpkg_demo", "hashpkg_demo.helper"]
+        assert sorted(source["files"]) == ["hashpkg_demo", "hashpkg_demo.constants", "hashpkg_demo.helper",
+                                           "hashpkg_demo.options"]
+        assert sorted(hashing.strategy_source(manager, Registry(manager), "other")["files"]) == [
+            "hashpkg_demo", "hashpkg_demo.other"]
         assert source["files"]["hashpkg_demo.helper"] == hashing.sha256_hex((package / "helper.py").read_bytes())
         assert "hashpkg_demo.helper" not in sys.modules  # found by reading imports, not by importing
-        (package / "helper.py").write_text("def parts():\n    raise SystemExit\n")
+        (package / "other.py").write_text("def parts():\n    return None\n")
+        assert hashing.strategy_source(manager, Registry(manager), "hashed") == source
+        (package / "constants.py").write_text("RATE = 0.2\n")
         assert hashing.strategy_source(manager, Registry(manager), "hashed")["sha256"] != source["sha256"]
     finally:
         sys.path.remove(str(tmp_path))
