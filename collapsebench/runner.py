@@ -236,15 +236,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         "status": status,
         "config": {**config.to_dict(), "resolved_options": options, "plugins": _plugin_versions(manager)},
         "environment": results_io.environment(),
-        "stream": {
-            "description": stream.description,
-            "scenario": stream.scenario,
-            "n_experiences": n_experiences,
-            "input_shape": list(stream.input_shape),
-            "n_classes": stream.n_classes,
-            "fingerprint": stream.fingerprint,
-            "classes_per_experience": _classes_per_experience(train_stream),
-        },
+        "stream": _stream_record(stream),
         "probe": probe.summary(),
         "taps": [{"name": t.name, "width": t.width} for t in taps_of(strategy.model)],
         "accuracy_matrix": matrix,
@@ -262,6 +254,18 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     if status == "partial":
         raise KeyboardInterrupt
     return result
+
+
+def _stream_record(stream: StreamData) -> dict[str, Any]:
+    return {
+        "description": stream.description,
+        "scenario": stream.scenario,
+        "n_experiences": len(stream.benchmark.train_stream),
+        "input_shape": list(stream.input_shape),
+        "n_classes": stream.n_classes,
+        "fingerprint": stream.fingerprint,
+        "classes_per_experience": _classes_per_experience(stream.benchmark.train_stream),
+    }
 
 
 def _summary(matrix: list[list[float]], metrics: list) -> dict[str, Any]:
