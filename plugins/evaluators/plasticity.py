@@ -3,7 +3,8 @@
 After training on experience j, a model of the same architecture, freshly initialized, is
 trained on experience j only, with the run's budget (epochs, minibatch, optimizer, learning
 rate, momentum, weight decay) by a plain Avalanche ``SupervisedTemplate`` (no strategy
-plugins: the baseline is plain SGD from scratch), then tested on test experience j. Its
+plugins: the baseline is plain SGD from scratch; minibatches from gathered tensors where the
+stream allows, as in the run itself), then tested on test experience j. Its
 accuracy is recorded as ``fresh_accuracy``; the ratio needs R[j][j], which the runner only
 measures after this callback, so it is computed in :meth:`PlasticityMetric.summarize`.
 
@@ -62,15 +63,21 @@ class PlasticityMetric(CollapseMetric):
         from avalanche.training.plugins import EvaluationPlugin
         from avalanche.training.templates import SupervisedTemplate
 
+        from collapsebench import fastdata
         from collapsebench.runner import make_optimizer, seed_everything
 
         config = self.context.config
+        # Minibatches as the run makes them (from gathered tensors where the stream allows).
+        template = fastdata.with_tensor_batches(SupervisedTemplate) if self.context.stream.fixed_samples else SupervisedTemplate
+        # Gathering tensors here is evaluator time, which the runner already takes out of
+        # training time; it must not also count as the run's data preparation.
+        gathered_before = fastdata.gather_seconds
         seed_everything(fresh_seed(config.seed, j))
         model = self.context.architecture_factory()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="No loggers specified")
             evaluation = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
-        learner = SupervisedTemplate(
+        learner = template(
             model=model,
             optimizer=make_optimizer(config, model),
             criterion=torch.nn.CrossEntropyLoss(),
@@ -80,8 +87,11 @@ class PlasticityMetric(CollapseMetric):
             device=strategy.device,
             evaluator=evaluation,
         )
-        learner.train(strategy.experience)
-        results = learner.eval([self.context.stream.benchmark.test_stream[j]])
+        try:
+            learner.train(strategy.experience)
+            results = learner.eval([self.context.stream.benchmark.test_stream[j]])
+        finally:
+            fastdata.gather_seconds = gathered_before
         suffix = f"/Exp{j:03d}"
         accuracies = [v for k, v in results.items() if k.startswith("Top1_Acc_Exp/eval_phase/") and k.endswith(suffix)]
         if len(accuracies) != 1:
