@@ -28,7 +28,7 @@ class CkaMetric(CollapseMetric):
         self.context = context
         #: probe experience j -> layer -> activations right after training on j
         self.references: dict[int, dict[str, torch.Tensor]] = {}
-        self._warned_lost = False
+        self._checked_for_lost_references = False
 
     def measure(self, strategy, phase):
         self._warn_if_references_were_lost(strategy.experience.current_experience)
@@ -46,13 +46,16 @@ class CkaMetric(CollapseMetric):
                 self.references[current] = {tap.name: activations[tap.name][mask].clone() for tap in taps}
 
     def _warn_if_references_were_lost(self, current: int) -> None:
-        """A run resumed without this metric's state has records of experiences it holds no reference for."""
-        if self._warned_lost:
+        """A run resumed without this metric's state has records of experiences it holds no reference for.
+
+        Checked at the first measurement only: that is when a resumed run's metric first sees the records.
+        """
+        if self._checked_for_lost_references:
             return
+        self._checked_for_lost_references = True
         trained = {r["experience"] for r in self.recorder.records if r["phase"] == "end" and r["experience"] < current}
         lost = sorted(j for j in trained if j not in self.references and bool(self.context.probe.experience_mask(j).any()))
         if lost:
-            self._warned_lost = True
             warnings.warn(f"CKA references of experiences {lost} are gone (a resumed run that did not restore "
                           "the cka evaluator's state_dict): those experiences are not compared any more.", stacklevel=2)
 
