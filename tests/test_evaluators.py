@@ -375,3 +375,17 @@ def test_cka_references_survive_through_state_dict():
     with pytest.warns(UserWarning, match=r"experiences \[0\]"):
         context.recorder.add(measurement, 0, 0, "end")  # a record of experience 0 but no reference for it
         list(CkaMetric(context).measure(strategy, "end"))
+
+
+def test_multi_head_runs_take_the_hessian_over_the_features_and_the_task_head_only(tmp_path):
+    result = _run(tmp_path / "task", "--scenario", "task", "--epochs", "1", "--probe-size", "100",
+                  "--evaluators", "hessian,cka,activations", *CHEAP_HESSIAN[:-2])
+    state = torch.load(tmp_path / "task" / "model.pt")
+    features = sum(v.numel() for k, v in state.items() if k.startswith("features."))
+    one_head = state["head.classifiers.0.classifier.weight"].numel() + state["head.classifiers.0.classifier.bias"].numel()
+    assert sum(k.endswith("classifier.weight") for k in state) == 5  # a head per task by the end
+    tops = _records(result, name="hessian_top_eigenvalues", kind="model")
+    assert len(tops) == 9 and {r["data"]["parameters"] for r in tops} == {features + one_head}
+    assert all(r["value"] is not None and math.isfinite(r["value"]) for r in result["metrics"]
+               if r["name"] != "hessian_density")
+    assert len(_records(result, name="cka", experience=4)) == 4 * len(result["taps"])

@@ -106,7 +106,7 @@ class HessianMetric(CollapseMetric):
         yield Measurement(
             "hessian_top_eigenvalues", kind, layer, lambda_max,
             data={"eigenvalues": top.eigenvalues, "residuals": top.residuals,
-                  "converged": top.converged, "hvp_count": top.hvp_count},
+                  "converged": top.converged, "hvp_count": top.hvp_count, "parameters": _count(params)},
         )
         yield Measurement("hessian_trace", kind, layer, trace.estimate,
                           data={"standard_error": trace.standard_error, "samples": self.trace_samples})
