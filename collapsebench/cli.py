@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", choices=("class", "task", "domain"), help="default: the stream's own")
     run.add_argument("--model", help="architecture name (default mlp)")
     run.add_argument("--strategy", help="strategy name, or several joined by + (default naive)")
-    run.add_argument("--evaluators", help="comma-separated evaluator names (default erank)")
+    run.add_argument("--evaluators", help="comma-separated evaluator names (default weights,activations)")
     run.add_argument("--seed", type=int)
     run.add_argument("--epochs", type=int, help="passes over each experience (default 5)")
     run.add_argument("--lr", type=float, help="learning rate (default 0.01)")

@@ -97,12 +97,12 @@ class CollapseMetric(PluginMetric):
         """Run-level values for ``results.json``'s ``summary``, computed once the run is over."""
         return {}
 
-    def _emit(self, strategy, phase: str) -> list[MetricValue]:
+    def _emit(self, strategy, phase: str, step: int | None = None) -> list[MetricValue]:
         started = time.perf_counter()
         measurements = list(self.measure(strategy, phase))
         self.recorder.seconds += time.perf_counter() - started
         experience = strategy.experience.current_experience
-        step = strategy.clock.train_iterations
+        step = strategy.clock.train_iterations if step is None else step
         values = []
         for m in measurements:
             self.recorder.add(m, experience, step, phase)
@@ -125,9 +125,11 @@ class CollapseMetric(PluginMetric):
         return None
 
     def after_training_iteration(self, strategy):
+        # Avalanche's clock is the template's last plugin: here it has not yet counted the
+        # iteration that just ended.
         n = self.every_n_iterations
-        if n and strategy.clock.train_exp_iterations % n == 0:
-            return self._emit(strategy, "iteration")
+        if n and (strategy.clock.train_exp_iterations + 1) % n == 0:
+            return self._emit(strategy, "iteration", step=strategy.clock.train_iterations + 1)
         return None
 
     def result(self):

@@ -197,6 +197,9 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     if restored:
         done, matrix, recorder.records = restored["experiences_done"], restored["matrix"], restored["records"]
         recorder.seconds = restored["evaluator_seconds"]
+        for metric, state in zip(metrics, restored["metric_states"]):
+            if state is not None:
+                metric.load_state_dict(state)
         timing.update({k: v for k, v in restored["timing"].items() if k != "build"})
         echo(f"Resuming after experience {done} of {n_experiences}.")
 
@@ -222,6 +225,8 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
                 checkpoint.save(strategy, run_dir, {
                     "experiences_done": len(matrix), "matrix": matrix, "records": recorder.records,
                     "evaluator_seconds": recorder.seconds, "timing": timing,
+                    # Evaluators with memory (CKA's reference representations) keep it here.
+                    "metric_states": [m.state_dict() if hasattr(m, "state_dict") else None for m in metrics],
                 })
     except KeyboardInterrupt:
         status = "partial"

@@ -183,11 +183,6 @@ def test_erank_is_the_light_subset_and_refuses_to_double_record(cli, tmp_path):
     assert code == 2 and "subset of 'weights'" in err
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "CollapseMetric.after_training_iteration runs before Avalanche's clock counts the iteration "
-    "(the clock is the template's last plugin): it fires after iterations 1, N+1, ... and records "
-    "the iteration count less one. Fix in collapsebench/evaluation.py: test (train_exp_iterations + 1) % N "
-    "and record train_iterations + 1 for the iteration phase; then drop this marker."))
 def test_every_n_iterations_adds_measurements_on_the_cadence(tmp_path):
     result = _run(tmp_path / "cadence", "--epochs", "1", "--probe-size", "100", "--evaluators", "activations",
                   "--evaluator-option", "every_n_iterations=4")

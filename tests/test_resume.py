@@ -14,6 +14,7 @@ from conftest import FIXTURE_PLUGINS, QUICK, REPO
 PLUGIN = str(FIXTURE_PLUGINS / "dies_before_third.py")
 # replay: a strategy with state (its buffer) that the checkpoint must carry over.
 ARGS = ["--plugin", PLUGIN, "--strategy", "replay+dies_before_third", "--strategy-option", "replay.mem_size=100",
+        "--evaluators", "weights,activations,cka",
         *QUICK, "--seed", "7"]
 
 
