@@ -22,30 +22,10 @@ RANKED_SUMMARY_KEYS = ("average_accuracy", "forgetting", "capacity_retention", "
 SAMPLE_MARKER = "sample"
 
 
-def _accuracy_summaries():
-    """``collapsebench.metrics.accuracy``, the runner's own definitions, without importing torch.
-
-    Importing it the usual way runs ``collapsebench.metrics/__init__``, which imports torch; the
-    module itself is plain Python, so it is loaded from its file when the package is not loaded.
-    """
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    if "collapsebench.metrics.accuracy" in sys.modules:
-        return sys.modules["collapsebench.metrics.accuracy"]
-    name = "collapsebench_leaderboard_accuracy"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "metrics" / "accuracy.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
 def summarize(matrix):
-    return _accuracy_summaries().summarize(matrix)
+    from collapsebench.metrics.accuracy import summarize as summarize_matrix  # plain Python, no torch
+
+    return summarize_matrix(matrix)
 
 
 class SubmissionInvalid(CollapsebenchError):
