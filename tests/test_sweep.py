@@ -318,3 +318,17 @@ def test_ray_sweep_gives_the_local_sweeps_results(local_sweep, tiny_plugin, tmp_
     assert "a local Ray instance: each job 1 CPU, 0 GPU, at most 2 at a time" in stdout
     for job in GRID:
         assert result_of(tmp_path, *job)["accuracy_matrix"] == matrices[job]
+
+
+def test_submit_sends_each_complete_strategy_to_the_board_once(local_sweep, tiny_plugin, tmp_path):
+    _, _, out, _ = local_sweep  # every job complete: this sweep runs nothing
+    board = tmp_path / "board"
+    args = ["-p", tiny_plugin, "--track", "tiny", "--strategies", "naive,replay", "--out", out, "--submit", "--board", board]
+    code, stdout = sweep(*args)
+    assert code == 0 and "0 to run" in stdout
+    for strategy in ("naive", "replay"):
+        submission = json.loads((board / "submissions" / "tiny" / f"{strategy}.json").read_text())
+        assert submission["strategy"]["spec"] == strategy
+        assert [run["seed"] for run in submission["runs"]] == [0, 1]
+    code, stdout = sweep(*args)
+    assert code == 0 and "already on the board: naive" in stdout and "already on the board: replay" in stdout
