@@ -39,19 +39,19 @@ def _umask() -> int:
     return mask
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN and infinity are not JSON: they become null, so every reader can parse the file."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(_json_safe(data), indent=2, sort_keys=False, allow_nan=False)
+    text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False)
     atomic_write_bytes(Path(path), (text + "\n").encode())
 
 

@@ -19,6 +19,7 @@ from collapsebench import results as results_io
 from collapsebench.config import RunConfig, resolve_component_options
 from collapsebench.errors import CollapsebenchError
 from collapsebench.evaluation import LeanEvaluationPlugin, Recorder
+from collapsebench.interrupts import StopAtSafePoint, deferred_interrupts
 from collapsebench import checkpoint, fastdata
 from collapsebench.manager import PluginManager
 from collapsebench.metrics.accuracy import summarize
@@ -177,6 +178,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     template_cls = parts.template or SupervisedTemplate
     if stream.fixed_samples:
         template_cls = fastdata.with_tensor_batches(template_cls)
+    stopper = StopAtSafePoint()
     strategy = template_cls(
         model=model,
         optimizer=make_optimizer(config, model),
@@ -185,7 +187,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         train_epochs=config.epochs,
         eval_mb_size=config.eval_batch_size,
         device=config.device,
-        plugins=list(parts.plugins),
+        plugins=[*parts.plugins, stopper],
         evaluator=evaluation,
         **parts.template_kwargs,
     )
@@ -197,6 +199,8 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     if restored:
         done, matrix, recorder.records = restored["experiences_done"], restored["matrix"], restored["records"]
         recorder.seconds = restored["evaluator_seconds"]
+        # The checkpoint brought its own copy of the interrupt plugin; the live one must be in charge.
+        strategy.plugins = [stopper if isinstance(p, StopAtSafePoint) else p for p in strategy.plugins]
         for metric, state in zip(metrics, restored["metric_states"]):
             if state is not None:
                 metric.load_state_dict(state)
@@ -213,24 +217,25 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         return value
 
     status = "complete"
-    try:
-        for experience in list(train_stream)[done:]:
-            if stream.reset_head_each_experience and experience.current_experience > 0:
-                strategy.model.collapsebench_reset_head()
-            timed("train", lambda: strategy.train(experience))
-            matrix.append(accuracy_row(timed("evaluate", lambda: strategy.eval(test_stream)), n_experiences))
-            progress.accuracy_row(matrix[-1])
-            timed("figures", lambda: board.after_experience(matrix, recorder.records))
-            if config.checkpoint and len(matrix) < n_experiences:
-                checkpoint.save(strategy, run_dir, {
-                    "experiences_done": len(matrix), "matrix": matrix, "records": recorder.records,
-                    "evaluator_seconds": recorder.seconds, "timing": timing,
-                    # Evaluators with memory (CKA's reference representations) keep it here.
-                    "metric_states": [m.state_dict() if hasattr(m, "state_dict") else None for m in metrics],
-                })
-    except KeyboardInterrupt:
-        status = "partial"
-        echo(f"\nInterrupted after {len(matrix)} of {n_experiences} experiences; writing a partial result.")
+    with deferred_interrupts(stopper):
+        try:
+            for experience in list(train_stream)[done:]:
+                if stream.reset_head_each_experience and experience.current_experience > 0:
+                    strategy.model.collapsebench_reset_head()
+                timed("train", lambda: strategy.train(experience))
+                matrix.append(accuracy_row(timed("evaluate", lambda: strategy.eval(test_stream)), n_experiences))
+                progress.accuracy_row(matrix[-1])
+                timed("figures", lambda: board.after_experience(matrix, recorder.records))
+                if config.checkpoint and len(matrix) < n_experiences:
+                    checkpoint.save(strategy, run_dir, {
+                        "experiences_done": len(matrix), "matrix": matrix, "records": recorder.records,
+                        "evaluator_seconds": recorder.seconds, "timing": timing,
+                        # Evaluators with memory (CKA's reference representations) keep it here.
+                        "metric_states": [m.state_dict() if hasattr(m, "state_dict") else None for m in metrics],
+                    })
+        except KeyboardInterrupt:
+            status = "partial"
+            echo(f"\nInterrupted after {len(matrix)} of {n_experiences} experiences; writing a partial result.")
 
     # Evaluator metrics run inside train(): report their time apart from training.
     timing["evaluators"] = recorder.seconds

@@ -50,3 +50,34 @@ def test_killed_run_resumes_to_the_uninterrupted_result(cli, tmp_path):
 def test_resume_refuses_what_it_cannot_honour(cli, tmp_path, extra, message):
     code, out, err = cli("run", "--resume", tmp_path, *extra)
     assert code == 2 and message in err
+
+
+def test_ctrl_c_stops_at_a_safe_point_and_leaves_a_partial_result(tmp_path):
+    """A real SIGINT mid-run: the process exits 130 promptly with a complete partial results.json."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "collapsebench.cli", "run", "--epochs", "200", "--probe-size", "100",
+         "--out", str(out)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines = []
+    for line in process.stdout:  # wait until the second experience is under way
+        lines.append(line)
+        if line.startswith("experience 2/5"):
+            break
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    try:
+        rest, _ = process.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the run did not stop within 90 s of Ctrl-C:\n" + "".join(lines))
+    assert process.returncode == 130, "".join(lines) + rest
+    result = json.loads((out / "results.json").read_text())
+    assert result["status"] == "partial"
+    assert len(result["accuracy_matrix"]) == 1
+    assert (out / "checkpoint.pkl").exists()  # so that --resume can continue it
+    assert "collapsebench run --resume" in rest

@@ -12,7 +12,7 @@ from typing import Any
 
 from collapsebench.config import FIELDS, RunConfig, build_config, resolve_component_options
 from collapsebench.errors import CollapsebenchError
-from collapsebench.results import RESULTS_FILE, _json_safe
+from collapsebench.results import RESULTS_FILE, json_safe
 
 ERROR_FILE = "error.json"
 LOG_FILE = "sweep.log"
@@ -74,7 +74,7 @@ def identity_of(config: dict[str, Any]) -> dict[str, Any]:
     local ones, plus every component's resolved options (defaults filled in)."""
     kept = {key: value for key, value in config.items() if key in FIELDS and key not in LOCAL_KEYS}
     kept["resolved_options"] = config.get("resolved_options")
-    return json.loads(json.dumps(_json_safe(kept)))  # tuples become lists, as in results.json
+    return json.loads(json.dumps(json_safe(kept)))  # tuples become lists, as in results.json
 
 
 def state_of(job: Job) -> str:
