@@ -105,6 +105,32 @@ def make_optimizer(config: RunConfig, model):
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
+def make_template(config: RunConfig, stream: StreamData, model, *, evaluator, plugins=(), template=None,
+                  **template_kwargs):
+    """An Avalanche template training ``model`` with the run's budget and data path.
+
+    The run's own strategy and the fresh learners of the plasticity evaluator are both made here,
+    so that "the same budget" means the same code.
+    """
+    from avalanche.training.templates import SupervisedTemplate
+
+    template = template or SupervisedTemplate
+    if stream.fixed_samples:
+        template = fastdata.with_tensor_batches(template)
+    return template(
+        model=model,
+        optimizer=make_optimizer(config, model),
+        criterion=torch.nn.CrossEntropyLoss(),
+        train_mb_size=config.batch_size,
+        train_epochs=config.epochs,
+        eval_mb_size=config.eval_batch_size,
+        device=config.device,
+        plugins=list(plugins),
+        evaluator=evaluator,
+        **template_kwargs,
+    )
+
+
 def accuracy_row(eval_results: dict[str, float], n_experiences: int) -> list[float]:
     """Row of the accuracy matrix from Avalanche's per-experience accuracy metrics."""
     by_experience = {}
@@ -126,7 +152,6 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     """
     from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
     from avalanche.logging import TensorboardLogger
-    from avalanche.training.templates import SupervisedTemplate
 
     from collapsebench.report.tensorboard import TensorBoardFigures
 
@@ -175,22 +200,9 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     )
     board = TensorBoardFigures(evaluation.loggers[0].writer, strategy=config.strategy, taps=taps_of(model),
                                n_experiences=n_experiences, images=config.tensorboard_figures)
-    template_cls = parts.template or SupervisedTemplate
-    if stream.fixed_samples:
-        template_cls = fastdata.with_tensor_batches(template_cls)
     stopper = StopAtSafePoint()
-    strategy = template_cls(
-        model=model,
-        optimizer=make_optimizer(config, model),
-        criterion=torch.nn.CrossEntropyLoss(),
-        train_mb_size=config.batch_size,
-        train_epochs=config.epochs,
-        eval_mb_size=config.eval_batch_size,
-        device=config.device,
-        plugins=[*parts.plugins, stopper],
-        evaluator=evaluation,
-        **parts.template_kwargs,
-    )
+    strategy = make_template(config, stream, model, evaluator=evaluation, plugins=[*parts.plugins, stopper],
+                             template=parts.template, **parts.template_kwargs)
 
     matrix: list[list[float]] = []
     timing = {"build": time.perf_counter() - started, "train": 0.0, "evaluate": 0.0, "data": 0.0, "figures": 0.0}

@@ -61,14 +61,11 @@ class PlasticityMetric(CollapseMetric):
     def _train_fresh(self, strategy, j: int) -> float:
         from avalanche.evaluation.metrics import accuracy_metrics
         from avalanche.training.plugins import EvaluationPlugin
-        from avalanche.training.templates import SupervisedTemplate
 
         from collapsebench import fastdata
-        from collapsebench.runner import make_optimizer, seed_everything
+        from collapsebench.runner import make_template, seed_everything
 
         config = self.context.config
-        # Minibatches as the run makes them (from gathered tensors where the stream allows).
-        template = fastdata.with_tensor_batches(SupervisedTemplate) if self.context.stream.fixed_samples else SupervisedTemplate
         # Gathering tensors here is evaluator time, which the runner already takes out of
         # training time; it must not also count as the run's data preparation.
         gathered_before = fastdata.gather_seconds
@@ -77,16 +74,8 @@ class PlasticityMetric(CollapseMetric):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="No loggers specified")
             evaluation = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
-        learner = template(
-            model=model,
-            optimizer=make_optimizer(config, model),
-            criterion=torch.nn.CrossEntropyLoss(),
-            train_mb_size=config.batch_size,
-            train_epochs=config.epochs,
-            eval_mb_size=config.eval_batch_size,
-            device=strategy.device,
-            evaluator=evaluation,
-        )
+        # The run's own budget and data path: a fresh naive learner, whatever the run's strategy.
+        learner = make_template(config, self.context.stream, model, evaluator=evaluation)
         try:
             learner.train(strategy.experience)
             results = learner.eval([self.context.stream.benchmark.test_stream[j]])
