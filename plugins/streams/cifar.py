@@ -123,16 +123,9 @@ def load_cifar100(data_root: Path, download: bool = False) -> Cifar:
 
 
 def _split(name, data: Cifar, n_classes, context, n_experiences, class_order, class_order_seed, train_subset, test_subset):
-    common.check_scenario(context.scenario, ("class", "task"), name)
-    seed = common.seed_or_default(class_order_seed, context.seed, name, "class_order_seed")
-    groups = common.groups_of(common.class_order(class_order, seed, range(n_classes), name), n_experiences, name)
-    benchmark = tensors.build_benchmark(
-        data.train_x, data.train_y, data.test_x, data.test_y, groups, context.scenario,
-        train_subset=common.non_negative(train_subset, name, "train_subset"),
-        test_subset=common.non_negative(test_subset, name, "test_subset"),
-        labels_from_zero=context.scenario == "task",
+    benchmark, _groups, settings = tensors.class_split_benchmark(
+        name, context, data, n_classes, n_experiences, class_order, class_order_seed, train_subset, test_subset
     )
-    settings = {"n_experiences": n_experiences, "train_subset": train_subset, "test_subset": test_subset}
     return StreamData(
         fixed_samples=True,  # tensors prepared once, no random augmentation
         benchmark=benchmark,

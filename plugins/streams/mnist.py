@@ -108,17 +108,11 @@ def build_split_mnist(
     test_subset: int,
 ) -> StreamData:
     name = "split-mnist"
-    common.check_scenario(context.scenario, ("class", "task"), name)
-    seed = common.seed_or_default(class_order_seed, context.seed, name, "class_order_seed")
-    groups = common.groups_of(common.class_order(class_order, seed, range(10), name), n_experiences, name)
+    common.check_scenario(context.scenario, ("class", "task"), name)  # before reading any file
     data = load_mnist(context.data_root, context.download)
-    benchmark = tensors.build_benchmark(
-        data.train_x, data.train_y, data.test_x, data.test_y, groups, context.scenario,
-        train_subset=common.non_negative(train_subset, name, "train_subset"),
-        test_subset=common.non_negative(test_subset, name, "test_subset"),
-        labels_from_zero=context.scenario == "task",
+    benchmark, groups, settings = tensors.class_split_benchmark(
+        name, context, data, 10, n_experiences, class_order, class_order_seed, train_subset, test_subset
     )
-    settings = {"n_experiences": n_experiences, "train_subset": train_subset, "test_subset": test_subset}
     return StreamData(
         fixed_samples=True,  # tensors prepared once, no random augmentation
         benchmark=benchmark,

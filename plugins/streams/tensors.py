@@ -212,3 +212,25 @@ def shuffled(values: Sequence[int], seed: int) -> list[int]:
     """``values`` in an order fixed by ``seed`` alone (not by the global RNG)."""
     generator = torch.Generator().manual_seed(seed)
     return [values[i] for i in torch.randperm(len(values), generator=generator).tolist()]
+
+
+def class_split_benchmark(name: str, context, data, n_classes: int, n_experiences: int, class_order,
+                          class_order_seed, train_subset: int, test_subset: int):
+    """A split stream's benchmark from whole-data-set tensors (``data.train_x`` and friends).
+
+    Returns ``(benchmark, groups, settings)``: the class groups of the experiences, and the
+    options that decide which samples are used (for the data fingerprint).
+    """
+    from . import common
+
+    common.check_scenario(context.scenario, ("class", "task"), name)
+    seed = common.seed_or_default(class_order_seed, context.seed, name, "class_order_seed")
+    groups = common.groups_of(common.class_order(class_order, seed, range(n_classes), name), n_experiences, name)
+    benchmark = build_benchmark(
+        data.train_x, data.train_y, data.test_x, data.test_y, groups, context.scenario,
+        train_subset=common.non_negative(train_subset, name, "train_subset"),
+        test_subset=common.non_negative(test_subset, name, "test_subset"),
+        labels_from_zero=context.scenario == "task",
+    )
+    settings = {"n_experiences": n_experiences, "train_subset": train_subset, "test_subset": test_subset}
+    return benchmark, groups, settings
