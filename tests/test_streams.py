@@ -565,3 +565,19 @@ def test_split_mnist_on_the_shared_sample_trains_with_avalanche(shared_mnist_roo
     with torch.no_grad():
         accuracy = (model(x).argmax(1) == y).float().mean().item()
     assert accuracy > 0.95  # 0 against 1 is easy; a wrong pairing of images and labels is not
+
+
+@pytest.mark.parametrize("which, torchvision_class", [("cifar10", "CIFAR10"), ("cifar100", "CIFAR100")])
+def test_cifar_download_asks_torchvision_only_when_allowed(tmp_path, monkeypatch, which, torchvision_class):
+    import torchvision
+
+    calls = []
+    monkeypatch.setattr(torchvision.datasets, torchvision_class,
+                        lambda root, train, download: calls.append((root, train, download)))
+    loader = cifar.load_cifar10 if which == "cifar10" else cifar.load_cifar100
+    with pytest.raises(CollapsebenchError, match=f"{which.replace('cifar', 'cifar-')}-python.tar.gz"):
+        loader(tmp_path)
+    assert calls == []
+    with pytest.raises(CollapsebenchError):  # the fake fetched nothing: the files are still missing
+        loader(tmp_path, download=True)
+    assert calls == [(str(tmp_path), True, True)]

@@ -72,24 +72,28 @@ def _labels(batch: dict, key: str, path: Path) -> torch.Tensor:
     return torch.from_numpy(np.asarray(batch[key], dtype=np.int64))
 
 
-def _download(data_root: Path, which: str) -> None:
-    import torchvision
+def _data_files(data_root: Path, which: str, download: bool) -> list[Path]:
+    """The pickles of CIFAR-10 or CIFAR-100 under ``data_root``, fetched first if asked and missing."""
+    folder, files, title = {
+        "cifar10": (CIFAR10_FOLDER, CIFAR10_FILES, "CIFAR-10"),
+        "cifar100": (CIFAR100_FOLDER, CIFAR100_FILES, "CIFAR-100"),
+    }[which]
+    folder = Path(data_root) / folder
+    if download and not all((folder / name).is_file() for name in files):
+        import torchvision
 
-    dataset = torchvision.datasets.CIFAR10 if which == "cifar10" else torchvision.datasets.CIFAR100
-    dataset(str(data_root), train=True, download=True)
+        getattr(torchvision.datasets, title.replace("-", ""))(str(data_root), train=True, download=True)
+    return datafiles.require_files(
+        folder,
+        files,
+        title,
+        f"Pass --download to fetch it with torchvision, or unpack {which.replace('cifar', 'cifar-')}-python.tar.gz "
+        "from https://www.cs.toronto.edu/~kriz/cifar.html into the data root.",
+    )
 
 
 def load_cifar10(data_root: Path, download: bool = False) -> Cifar:
-    folder = Path(data_root) / CIFAR10_FOLDER
-    if download and not all((folder / name).is_file() for name in CIFAR10_FILES):
-        _download(data_root, "cifar10")
-    paths = datafiles.require_files(
-        folder,
-        CIFAR10_FILES,
-        "CIFAR-10",
-        "Pass --download to fetch it with torchvision, or unpack cifar-10-python.tar.gz from "
-        "https://www.cs.toronto.edu/~kriz/cifar.html into the data root.",
-    )
+    paths = _data_files(data_root, "cifar10", download)
     batches = [read_pickle(p) for p in paths]
     labels = torch.cat([_labels(b, "labels", p) for b, p in zip(batches, paths)])
     n_test = len(batches[-1]["labels"])
@@ -98,16 +102,7 @@ def load_cifar10(data_root: Path, download: bool = False) -> Cifar:
 
 
 def load_cifar100(data_root: Path, download: bool = False) -> Cifar:
-    folder = Path(data_root) / CIFAR100_FOLDER
-    if download and not all((folder / name).is_file() for name in CIFAR100_FILES):
-        _download(data_root, "cifar100")
-    paths = datafiles.require_files(
-        folder,
-        CIFAR100_FILES,
-        "CIFAR-100",
-        "Pass --download to fetch it with torchvision, or unpack cifar-100-python.tar.gz from "
-        "https://www.cs.toronto.edu/~kriz/cifar.html into the data root.",
-    )
+    paths = _data_files(data_root, "cifar100", download)
     train, test = (read_pickle(p) for p in paths)
     fine = [_labels(b, "fine_labels", p) for b, p in zip((train, test), paths)]
     coarse = [_labels(b, "coarse_labels", p) for b, p in zip((train, test), paths)]
