@@ -177,6 +177,7 @@ def _mutations():
         ("accuracy above 1", lambda s: s["runs"][0]["accuracy_matrix"][0].__setitem__(0, 1.5), "runs[0].accuracy_matrix[0][0]"),
         ("partial run", lambda s: s["runs"][0].__setitem__("status", "partial"), "runs[0].status"),
         ("not square", lambda s: s["runs"][0]["accuracy_matrix"].pop(), "runs[0].accuracy_matrix: must be 5 x 5"),
+        ("url with a trailing newline", lambda s: s.__setitem__("url", "https://example.org/\n"), "url"),
         ("unknown field", lambda s: s.__setitem__("bonus", 1), "Additional properties are not allowed ('bonus'"),
     ]
 

@@ -243,6 +243,8 @@ def test_dry_run_lists_the_jobs_and_runs_nothing(tiny_plugin, tmp_path):
     (["--ray-address", "auto"], "--ray-address only appl"),
     (["--executor", "ray", "--cpus-per-job", "0"], "--cpus-per-job must be positive"),
     (["--seeds", "2-1"], "runs backwards"),
+    (["--workers", "0"], "--workers must be at least 1, got 0"),
+    (["--executor", "ray", "--workers", "-2"], "--workers must be at least 1, got -2"),
     (["--strategies", "naive,replya"], "Did you mean 'replay'"),
     (["--track", "tinny"], "Unknown track 'tinny'"),
 ])

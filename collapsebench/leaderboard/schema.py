@@ -140,7 +140,7 @@ SUBMISSION_SCHEMA = {
         "format_version": {"const": FORMAT_VERSION},
         "name": {"type": "string", "minLength": 1, "maxLength": 80},
         "author": _TEXT,
-        "url": {"type": ["string", "null"], "pattern": r"^https?://\S+$", "maxLength": 2000},
+        "url": {"type": ["string", "null"], "pattern": r"^https?://\S+\Z", "maxLength": 2000},
         "submitted_at": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"},
         "track": {
             "type": "object",

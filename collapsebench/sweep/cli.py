@@ -114,6 +114,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _executor(args: argparse.Namespace):
     from collapsebench.sweep.executors import LocalExecutor, RayExecutor
 
+    # `--workers 0` is falsy: left to the executors it silently became "the default".
+    if args.workers is not None and args.workers < 1:
+        raise CollapsebenchError(f"--workers must be at least 1, got {args.workers}.")
     if args.executor == "local":
         stray = [flag for flag, value in (("--ray-address", args.ray_address), ("--gpus-per-job", args.gpus_per_job))
                  if value is not None]
