@@ -102,3 +102,10 @@ def test_a_sparse_run_directory_renders_every_figure_it_can(tmp_path):
     assert rendered["plasticity_over_tasks"].png is not None
     assert rendered["accuracy_matrix"].png is not None  # the measured diagonal, the rest blank
     assert rendered["forgetting_vs_erank_drop"].png is None
+
+
+def test_long_series_in_the_summary_table_are_abbreviated():
+    from collapsebench.report.html import _format
+
+    assert _format([0.5] * 3) == "[0.500, 0.500, 0.500]"
+    assert _format([0.1, 0.2] + [0.3] * 797 + [0.25]) == "[800 values: 0.100, 0.200, …, 0.250]"
