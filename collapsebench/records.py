@@ -161,8 +161,6 @@ class Track:
     config: Mapping[str, Any]
     seeds: tuple[int, ...]
     expected_minutes: float | None = None
-    #: the summary metrics its board ranks on (None: the leaderboard's default pair)
-    rank: tuple[str, ...] | None = None
 
 
 # --- what factories receive and return -------------------------------------------------
