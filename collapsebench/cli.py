@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="architecture name (default mlp)")
     run.add_argument("--strategy", help="strategy name, or several joined by + (default naive)")
     run.add_argument("--evaluators", help="comma-separated evaluator names (default weights,activations)")
+    run.add_argument("--evaluation", metavar="PROTOCOL",
+                     help="test experiences measured after each one: full, seen, current or every:N "
+                          "(default: the stream's, else full)")
     run.add_argument("--seed", type=int)
     run.add_argument("--epochs", type=int, help="passes over each experience (default 5)")
     run.add_argument("--lr", type=float, help="learning rate (default 0.01)")
@@ -157,7 +160,7 @@ def cmd_list(args) -> int:
 
 
 RUN_FLAGS = (
-    "stream", "scenario", "model", "strategy", "evaluators", "seed", "epochs", "lr", "batch_size",
+    "stream", "scenario", "model", "strategy", "evaluators", "evaluation", "seed", "epochs", "lr", "batch_size",
     "optimizer", "momentum", "weight_decay", "probe_size", "device", "threads", "data_root", "download", "out",
     "tensorboard_figures",
 )

@@ -35,6 +35,9 @@ class RunConfig:
     strategy: str = "naive"
     #: The accuracy matrix is always measured; these add collapse measurements.
     evaluators: list[str] = field(default_factory=lambda: ["weights", "activations"])
+    #: Which test experiences are measured after each experience (collapsebench.protocols):
+    #: full, seen, current or every:N. None: the stream's declared default, else full.
+    evaluation: str | None = None
     scenario: str | None = None  # None: the stream's default
     seed: int = 0
     # split-digits has ~290 training images per experience: 5 passes of minibatches of 16
@@ -133,7 +136,11 @@ def _check(key: str, value: Any) -> Any:
     if key in ("evaluators", "plugins") and isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     expected = type(default)
-    if key in ("scenario", "out", "track"):
+    if key == "evaluation" and value is not None:
+        from collapsebench.protocols import parse
+
+        return parse(value).name
+    if key in ("scenario", "out", "track", "evaluation"):
         ok = value is None or isinstance(value, str)
     elif expected is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -7,6 +7,7 @@ plugin's name attached, not in the middle of a run.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,12 +32,20 @@ class Option:
     choices: tuple[Any, ...] | None = None
     #: The value's type when the default (None) does not show it: ``Option("seed", None, ..., type=int)``.
     type: type | None = None
+    #: Inclusive bounds of a number (of each number, for a list of numbers); None: unbounded.
+    #: A float option is always finite: NaN and infinity silently ruin a run rather than fail it.
+    minimum: float | None = None
+    maximum: float | None = None
 
     def __post_init__(self):
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
             raise ValueError(f"option name {self.name!r} must be snake_case")
         if not self.help or "\n" in self.help:
             raise ValueError(f"option {self.name!r} needs a one-line help text")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"option {self.name!r}: minimum {self.minimum} exceeds maximum {self.maximum}")
+        if self.default is not None and not isinstance(self.default, bool):
+            check_number(self.default, self.minimum, self.maximum, what=f"option {self.name!r}'s default")
 
     def coerce(self, value: Any) -> Any:
         """Return ``value`` as this option's type, or raise ValueError saying why not."""
@@ -60,7 +69,42 @@ class Option:
             raise ValueError(f"expected {kind.__name__}, got {value!r}")
         if self.choices is not None and result not in self.choices:
             raise ValueError(f"expected one of {', '.join(map(str, self.choices))}, got {value!r}")
+        if result is not None and not isinstance(result, bool):
+            check_number(result, self.minimum, self.maximum)
         return result
+
+    def describe_bounds(self) -> str:
+        """``">= 1"``, ``"0..1"`` or ``""``, for listings."""
+        if self.minimum is not None and self.maximum is not None:
+            return f"{_number(self.minimum)}..{_number(self.maximum)}"
+        if self.minimum is not None:
+            return f">= {_number(self.minimum)}"
+        return f"<= {_number(self.maximum)}" if self.maximum is not None else ""
+
+
+def _number(value: float) -> str:
+    # str() of a huge int is fine; format(..., "g") would overflow converting it to float.
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def check_number(value: Any, minimum: float | None = None, maximum: float | None = None, what: str = "") -> None:
+    """Raise ValueError unless ``value`` (or each number in a list of them) is finite and in bounds.
+
+    Anything that is not a number passes: the type check is the caller's.
+    """
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            check_number(item, minimum, maximum, what)
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    prefix = f"{what}: " if what else ""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{prefix}expected a finite number, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{prefix}expected at least {_number(minimum)}, got {_number(value)}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{prefix}expected at most {_number(maximum)}, got {_number(value)}")
 
 
 @dataclass(frozen=True)
@@ -130,12 +174,26 @@ class Stream(_Provided):
     """
 
     scenarios: tuple[str, ...] = ("class",)
+    #: The evaluation protocol (collapsebench.protocols) a run uses when its config sets none:
+    #: a name such as ``"current"``, or ``f(resolved_options) -> name or None`` when it depends
+    #: on the options (permuted MNIST with hundreds of permutations). None: ``full``.
+    default_evaluation: str | Callable[[Mapping[str, Any]], str | None] | None = None
 
     def __post_init__(self):
         super().__post_init__()
         object.__setattr__(self, "scenarios", tuple(self.scenarios))
         if not self.scenarios or any(s not in SCENARIOS for s in self.scenarios):
             raise ValueError(f"Stream {self.name!r}: scenarios must be drawn from {SCENARIOS}")
+        if isinstance(self.default_evaluation, str):
+            from collapsebench.errors import CollapsebenchError
+            from collapsebench.protocols import parse
+
+            try:
+                parse(self.default_evaluation)
+            except CollapsebenchError as exc:
+                raise ValueError(f"Stream {self.name!r}: default_evaluation: {exc}") from None
+        elif self.default_evaluation is not None and not callable(self.default_evaluation):
+            raise ValueError(f"Stream {self.name!r}: default_evaluation must be a protocol name or a function")
 
     @property
     def default_scenario(self) -> str:
@@ -161,6 +219,8 @@ class Track:
     config: Mapping[str, Any]
     seeds: tuple[int, ...]
     expected_minutes: float | None = None
+    #: the summary metrics its board ranks on (None: the leaderboard's default pair)
+    rank: tuple[str, ...] | None = None
 
 
 # --- what factories receive and return -------------------------------------------------
