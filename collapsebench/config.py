@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from collapsebench.errors import CollapsebenchError, unknown_name_error
+from collapsebench.records import check_number
 
 DATA_ROOT_ENV = "COLLAPSEBENCH_DATA_ROOT"
 
@@ -91,17 +92,57 @@ class RunConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 CHOICES = {"optimizer": ("sgd", "adam"), "scenario": (None, "class", "task", "domain")}
+#: Inclusive bounds of every numeric field, declared once; every float must also be finite.
+#: The maxima only refuse the absurd (a run that would never end, a seed numpy rejects).
+BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "seed": (0, 2**32 - 1),  # numpy's seed range
+    "epochs": (1, 100_000),
+    "lr": (None, None),  # positive, checked apart: no inclusive minimum says "above 0"
+    "batch_size": (1, 2**24),
+    "eval_batch_size": (1, 2**24),
+    "momentum": (0.0, 1.0),
+    "weight_decay": (0.0, 100.0),
+    "threads": (0, 4096),
+    "probe_size": (1, 10_000_000),
+}
+TABLE_KEYS = ("stream_options", "model_options", "strategy_options", "evaluator_options")
+NAME_LIST_KEYS = ("evaluators", "plugins")
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML config file's keys, each already checked (so that ``plugins`` is a list of names)."""
     path = Path(path)
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            layer = tomllib.load(handle)
     except FileNotFoundError:
         raise CollapsebenchError(f"Config file {str(path)!r} does not exist.") from None
+    except IsADirectoryError:
+        raise CollapsebenchError(f"Config file {str(path)!r} is a directory; give the path of a .toml file.") from None
+    except UnicodeDecodeError as exc:
+        raise CollapsebenchError(f"Config file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
     except tomllib.TOMLDecodeError as exc:
         raise CollapsebenchError(f"Config file {str(path)!r} is not valid TOML: {exc}.") from None
+    except OSError as exc:
+        raise CollapsebenchError(f"Config file {str(path)!r} could not be read: {exc.strerror or exc}.") from None
+    return check_layer(layer, f"config file {str(path)!r}")
+
+
+def check_layer(layer: Any, where: str) -> dict[str, Any]:
+    """One layer of settings (a TOML file, a recorded config.json) with every key and value checked."""
+    if not isinstance(layer, dict):
+        raise CollapsebenchError(f"The {where} must hold a table of config keys, got {type(layer).__name__}.")
+    checked = {}
+    for key, value in layer.items():
+        if key not in FIELDS:
+            raise unknown_name_error("config key", key, FIELDS, hint=f"(in the {where})")
+        if key in TABLE_KEYS:
+            checked[key] = _table(key, value)
+            if key in ("strategy_options", "evaluator_options"):
+                checked[key] = {name: _table(f"{key}.{name}", options) for name, options in checked[key].items()}
+        else:
+            checked[key] = _check(key, value)
+    return checked
 
 
 def build_config(*layers: dict[str, Any]) -> RunConfig:
@@ -133,8 +174,12 @@ def _table(key: str, value: Any) -> dict[str, Any]:
 def _check(key: str, value: Any) -> Any:
     """Coerce one value to its field's type, or say clearly what was expected."""
     default = FIELDS[key].default if FIELDS[key].default is not dataclasses.MISSING else FIELDS[key].default_factory()
-    if key in ("evaluators", "plugins") and isinstance(value, str):
+    if key in NAME_LIST_KEYS and isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
+    if key in NAME_LIST_KEYS and isinstance(value, list):
+        odd = [v for v in value if not isinstance(v, str) or not v.strip()]
+        if odd:
+            raise CollapsebenchError(f"Config key {key!r} must be a list of names (strings), got {odd[0]!r} in {value!r}.")
     expected = type(default)
     if key == "evaluation" and value is not None:
         from collapsebench.protocols import parse
@@ -155,19 +200,15 @@ def _check(key: str, value: Any) -> Any:
         raise CollapsebenchError(
             f"Config key {key!r} must be one of {', '.join(c for c in CHOICES[key] if c)}, got {value!r}."
         )
-    positive = ("epochs", "batch_size", "eval_batch_size", "probe_size")
-    if key in positive and value < 1:
-        raise CollapsebenchError(f"{key} must be at least 1, got {value}.")
+    if key in BOUNDS:
+        try:
+            check_number(value, *BOUNDS[key])
+        except ValueError as exc:
+            raise CollapsebenchError(f"Config key {key!r}: {exc}.") from None
     if key == "lr" and not value > 0:
-        raise CollapsebenchError(f"lr must be positive, got {value}.")
-    if key in ("momentum", "weight_decay") and value < 0:
-        raise CollapsebenchError(f"{key} must not be negative, got {value}.")
+        raise CollapsebenchError(f"Config key 'lr': expected a positive number, got {value}.")
     if key == "device" and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", value):
         raise CollapsebenchError(f"device must be cpu, cuda, cuda:N or mps, got {value!r}.")
-    if key == "threads" and value < 0:
-        raise CollapsebenchError(f"threads must not be negative, got {value}.")
-    if key == "seed" and value < 0:
-        raise CollapsebenchError(f"seed must not be negative, got {value}.")
     return value
 
 

@@ -88,9 +88,9 @@ PLASTICITY_STRATEGIES = [
         _cbp,
         options=(
             Option("replacement_rate", 1e-4,
-                   "ρ: fraction of the mature units replaced per step (fractions carry over)"),
-            Option("maturity_threshold", 100, "m: a unit is eligible for replacement after more than m steps"),
-            Option("decay_rate", 0.99, "η: decay of the running utility and mean activation"),
+                   "ρ: fraction of the mature units replaced per step (fractions carry over)", minimum=0.0, maximum=1.0),
+            Option("maturity_threshold", 100, "m: a unit is eligible for replacement after more than m steps", minimum=0),
+            Option("decay_rate", 0.99, "η: decay of the running utility and mean activation", minimum=0.0, maximum=1.0),
         ),
     ),
     Strategy(
@@ -100,42 +100,42 @@ PLASTICITY_STRATEGIES = [
         options=(
             Option("mode", "ascent", "ascent: separate ascent step on erank (public code); loss: loss - beta*erank",
                    choices=("ascent", "loss")),
-            Option("beta", 1.0, "coefficient of the erank term in loss mode"),
-            Option("step_size", 0.01, "size of the plain gradient-ascent step on erank in ascent mode"),
-            Option("batch_size", 100, "recent training inputs the ascent step's erank is measured on"),
-            Option("weight_decay", 1e-3, "L2 weight decay (He et al. on permuted MNIST; swept 1e-3 to 1e-5)"),
+            Option("beta", 1.0, "coefficient of the erank term in loss mode", minimum=0.0),
+            Option("step_size", 0.01, "size of the plain gradient-ascent step on erank in ascent mode", minimum=0.0),
+            Option("batch_size", 100, "recent training inputs the ascent step's erank is measured on", minimum=2),
+            Option("weight_decay", 1e-3, "L2 weight decay (He et al. on permuted MNIST; swept 1e-3 to 1e-5)", minimum=0.0),
         ),
     ),
     Strategy(
         "l2",
         "L2: weight decay on every parameter, added to the gradient after the backward pass",
         _l2,
-        options=(Option("weight_decay", 1e-4, "λ: the gradient gains λθ, i.e. the loss gains (λ/2)‖θ‖²"),),
+        options=(Option("weight_decay", 1e-4, "λ: the gradient gains λθ, i.e. the loss gains (λ/2)‖θ‖²", minimum=0.0),),
     ),
     Strategy(
         "shrink_perturb",
         "Shrink & Perturb: weight decay plus Gaussian noise added to the weights after each update",
         _shrink_perturb,
         options=(
-            Option("weight_decay", 1e-4, "λ: weight decay through the gradient (published 1e-4 to 1e-5)"),
+            Option("weight_decay", 1e-4, "λ: weight decay through the gradient (published 1e-4 to 1e-5)", minimum=0.0),
             Option("noise_std", 1e-5,
-                   "σ: standard deviation of the noise added after each update (published 1e-4 to 1e-6)"),
+                   "σ: standard deviation of the noise added after each update (published 1e-4 to 1e-6)", minimum=0.0),
         ),
     ),
     Strategy(
         "l2_init",
         "L2 Init (Kumar et al.): loss + λ‖θ − θ₀‖², pulling toward the initial weights",
         _l2_init,
-        options=(Option("coefficient", 1e-3, "λ in loss + λ‖θ − θ₀‖²"),),
+        options=(Option("coefficient", 1e-3, "λ in loss + λ‖θ − θ₀‖²", minimum=0.0),),
     ),
     Strategy(
         "redo",
         "ReDo (Sokar et al.): every K steps re-initialize the τ-dormant units of the tapped layers",
         _redo,
         options=(
-            Option("every_n_steps", 1000, "K: training steps between recycling passes"),
-            Option("threshold", 0.025, "τ: a unit is dormant when E|h_i| / mean_k E|h_k| <= τ"),
-            Option("score_batches", 1, "E|h| is measured on the last this many training mini-batches (Sokar: 1)"),
+            Option("every_n_steps", 1000, "K: training steps between recycling passes", minimum=1),
+            Option("threshold", 0.025, "τ: a unit is dormant when E|h_i| / mean_k E|h_k| <= τ", minimum=0.0),
+            Option("score_batches", 1, "E|h| is measured on the last this many training mini-batches (Sokar: 1)", minimum=1),
         ),
     ),
 ]
@@ -150,8 +150,8 @@ def collapsebench_strategies():
             "Learning without Forgetting: distil the previous model's outputs (Avalanche's LwFPlugin)",
             _lwf,
             options=(
-                Option("alpha", 1.0, "weight of the distillation loss (Avalanche's default)"),
-                Option("temperature", 2.0, "softmax temperature of the distillation (Avalanche's default)"),
+                Option("alpha", 1.0, "weight of the distillation loss (Avalanche's default)", minimum=0.0),
+                Option("temperature", 2.0, "softmax temperature of the distillation (Avalanche's default)", minimum=1e-6),
             ),
         ),
         Strategy(
@@ -159,7 +159,7 @@ def collapsebench_strategies():
             "Experience replay from a memory buffer (Avalanche's ReplayPlugin)",
             _replay,
             options=(
-                Option("mem_size", 2000, "buffer size; 2,000 as in Zhu & Jin"),
+                Option("mem_size", 2000, "buffer size; 2,000 as in Zhu & Jin", minimum=1),
                 Option(
                     "buffer",
                     "reservoir",
@@ -173,10 +173,10 @@ def collapsebench_strategies():
             "Elastic Weight Consolidation: a Fisher-weighted pull toward past weights (Avalanche's EWCPlugin)",
             _ewc,
             options=(
-                Option("ewc_lambda", 1000.0, "penalty weight; large because Fisher values on small nets are tiny"),
+                Option("ewc_lambda", 1000.0, "penalty weight; large because Fisher values on small nets are tiny", minimum=0.0),
                 Option("mode", "separate", "one penalty per past experience, or one online running penalty",
                        choices=("separate", "online")),
-                Option("decay_factor", 0.9, "decay of the online penalty (mode = online only)"),
+                Option("decay_factor", 0.9, "decay of the online penalty (mode = online only)", minimum=0.0, maximum=1.0),
             ),
         ),
         *PLASTICITY_STRATEGIES,

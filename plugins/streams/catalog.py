@@ -27,14 +27,14 @@ def _class_order_options(n_classes: int) -> tuple[Option, ...]:
             [],
             f"explicit order of the {n_classes} classes (empty: a random order drawn with class_order_seed)",
         ),
-        Option("class_order_seed", None, "seed of the random class order (default: the run's seed)"),
+        Option("class_order_seed", None, "seed of the random class order (default: the run's seed)", type=int, minimum=0, maximum=2**32 - 1),
     )
 
 
 def _subset_options(what: str = "experience") -> tuple[Option, ...]:
     return (
-        Option("train_subset", 0, f"keep this many training samples per {what}, class-balanced (0: all)"),
-        Option("test_subset", 0, f"keep this many test samples per {what}, class-balanced (0: all)"),
+        Option("train_subset", 0, f"keep this many training samples per {what}, class-balanced (0: all)", minimum=0),
+        Option("test_subset", 0, f"keep this many test samples per {what}, class-balanced (0: all)", minimum=0),
     )
 
 
@@ -45,7 +45,7 @@ STREAMS = (
         factory=_lazy("mnist", "build_split_mnist"),
         scenarios=("class", "task"),
         options=(
-            Option("n_experiences", 5, "number of experiences; the 10 digits are divided evenly"),
+            Option("n_experiences", 5, "number of experiences; the 10 digits are divided evenly", minimum=1, maximum=10),
             *_class_order_options(10),
             *_subset_options(),
         ),
@@ -56,8 +56,8 @@ STREAMS = (
         factory=_lazy("mnist", "build_permuted_mnist"),
         scenarios=("domain",),
         options=(
-            Option("n_experiences", 10, "number of permutations (Dohare et al.: 800)"),
-            Option("permutation_seed", None, "seed of the permutations (default: the run's seed)"),
+            Option("n_experiences", 10, "number of permutations (Dohare et al.: 800)", minimum=1, maximum=100_000),
+            Option("permutation_seed", None, "seed of the permutations (default: the run's seed)", type=int, minimum=0, maximum=2**32 - 1),
             *_subset_options(),
         ),
     ),
@@ -67,7 +67,7 @@ STREAMS = (
         factory=_lazy("cifar", "build_split_cifar10"),
         scenarios=("class", "task"),
         options=(
-            Option("n_experiences", 2, "number of experiences; the 10 classes are divided evenly"),
+            Option("n_experiences", 2, "number of experiences; the 10 classes are divided evenly", minimum=1, maximum=10),
             *_class_order_options(10),
             *_subset_options(),
         ),
@@ -78,7 +78,7 @@ STREAMS = (
         factory=_lazy("cifar", "build_split_cifar100"),
         scenarios=("class", "task"),
         options=(
-            Option("n_experiences", 10, "number of experiences; the 100 classes are divided evenly"),
+            Option("n_experiences", 10, "number of experiences; the 100 classes are divided evenly", minimum=1, maximum=100),
             *_class_order_options(100),
             *_subset_options(),
         ),
@@ -93,8 +93,10 @@ STREAMS = (
                 "n_experiences",
                 5,
                 "number of experiences (1 to 5); each takes 5 // n_experiences subclasses of every superclass",
+                minimum=1,
+                maximum=5,
             ),
-            Option("class_order_seed", None, "seed of the subclass assignment (default: the run's seed)"),
+            Option("class_order_seed", None, "seed of the subclass assignment (default: the run's seed)", type=int, minimum=0, maximum=2**32 - 1),
             *_subset_options(),
         ),
     ),
@@ -104,17 +106,17 @@ STREAMS = (
         factory=_lazy("imagenet32", "build_continual_imagenet32"),
         scenarios=("domain", "task"),
         options=(
-            Option("n_experiences", 2000, "number of binary tasks (Dohare et al.: 2,000 or 5,000)"),
-            Option("n_classes", 1000, "use ImageNet classes 1..n_classes; pairs repeat once all are used"),
-            Option("train_per_class", 600, "training images per class (the first ones in the training batches)"),
-            Option("test_per_class", 100, "test images per class (the next ones, or the validation set's)"),
+            Option("n_experiences", 2000, "number of binary tasks (Dohare et al.: 2,000 or 5,000)", minimum=1, maximum=1_000_000),
+            Option("n_classes", 1000, "use ImageNet classes 1..n_classes; pairs repeat once all are used", minimum=2, maximum=1000),
+            Option("train_per_class", 600, "training images per class (the first ones in the training batches)", minimum=1),
+            Option("test_per_class", 100, "test images per class (the next ones, or the validation set's)", minimum=1),
             Option(
                 "test_images",
                 "train",
                 "where test images come from: 'train' (Dohare's 700 per class) or 'val' (val_data.npz)",
                 choices=("train", "val"),
             ),
-            Option("class_order_seed", None, "seed of the class pairing (default: the run's seed)"),
+            Option("class_order_seed", None, "seed of the class pairing (default: the run's seed)", type=int, minimum=0, maximum=2**32 - 1),
         ),
     ),
     Stream(
@@ -125,7 +127,7 @@ STREAMS = (
         options=(
             Option("base", "split-mnist", "the stream whose inputs are used"),
             Option("base_options", {}, "options of the base stream, as a table"),
-            Option("label_seed", None, "seed of the label shuffles (default: the run's seed)"),
+            Option("label_seed", None, "seed of the label shuffles (default: the run's seed)", type=int, minimum=0, maximum=2**32 - 1),
             Option(
                 "evaluate_on",
                 "train",
