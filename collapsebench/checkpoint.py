@@ -1,9 +1,10 @@
 """Checkpoints after every experience, so that ``collapsebench run --resume`` continues a run.
 
 The strategy (model, optimizer, Avalanche training plugins such as a replay buffer) and the
-random number generators are saved with Avalanche's own checkpointing. The run's progress (the
-accuracy matrix so far, the evaluators' records, timings) rides in the same file, so the two
-can never disagree. The evaluation plugin is left out and rebuilt on resume: it holds the probe
+random number generators are saved with Avalanche's own checkpointing. The run's progress rides
+in the same file, so the two can never disagree: timings, evaluator states, and how far the run
+journal (collapsebench.journal) reached. The measurements themselves (accuracies, evaluator
+records) live in that append-only journal, so a checkpoint does not grow with the run. The evaluation plugin is left out and rebuilt on resume: it holds the probe
 set and the stream, which the run rebuilds identically from its seed.
 """
 
@@ -21,7 +22,7 @@ CONFIG_FILE = "config.json"
 #: cannot pickle torch 2.13's optimizer objects, so its state_dict is saved instead); and
 #: per-experience data (loaders, gathered tensors) that would only bloat the file.
 TRANSIENT = ("evaluator", "optimizer", "dataloader", "adapted_dataset", "experience", "current_eval_stream", "mbatch",
-             "mb_output", "_collapsebench_gathered")
+             "mb_output", "_collapsebench_gathered", "_collapsebench_gathered_bytes")
 _PROGRESS = "_collapsebench_progress"
 
 

@@ -153,7 +153,9 @@ class LeanEvaluationPlugin(EvaluationPlugin):
     """
 
     def __init__(self, *metrics, loggers):
-        super().__init__(*metrics, loggers=loggers)
+        # collect_all would keep every value ever reported in memory: a long stream's would grow
+        # without bound, and results.json already records what matters.
+        super().__init__(*metrics, loggers=loggers, collect_all=False)
         self._listened: dict[str, bool] = {}
 
     def _has_listener(self, callback: str) -> bool:

@@ -84,6 +84,10 @@ class TensorBatchesMixin:
     replace ``strategy.dataloader`` (replay) are untouched.
     """
 
+    #: The bound on gathered test tensors kept; a run whose protocol tests each experience once
+    #: sets it to 0 (only the latest is kept).
+    collapsebench_cache_bytes = CACHE_BYTES
+
     def _gathered(self, key_dataset, dataset):
         cache = self.__dict__.setdefault("_collapsebench_gathered", OrderedDict())
         key = id(key_dataset)
@@ -94,8 +98,11 @@ class TensorBatchesMixin:
         if tensors is not None and len(torch.unique(tensors[2])) > 1:
             tensors = None
         cache[key] = (key_dataset, tensors)  # holding the dataset keeps its id from being reused
-        while len(cache) > 1 and sum(sum(t.nbytes for t in v[1] or ()) for v in cache.values()) > CACHE_BYTES:
-            cache.popitem(last=False)
+        # A running total: summing over the whole cache at every call grew with the number of experiences.
+        held = self.__dict__.get("_collapsebench_gathered_bytes", 0) + _nbytes(tensors)
+        while len(cache) > 1 and held > self.collapsebench_cache_bytes:
+            held -= _nbytes(cache.popitem(last=False)[1][1])
+        self.__dict__["_collapsebench_gathered_bytes"] = held
         return tensors
 
     def make_train_dataloader(self, num_workers=0, shuffle=True, pin_memory=None, persistent_workers=False,
@@ -115,6 +122,10 @@ class TensorBatchesMixin:
         if tensors is None:
             return super().make_eval_dataloader(num_workers, shuffle, pin_memory, persistent_workers, **kwargs)
         self.dataloader = TensorBatches(tensors, self.eval_mb_size, shuffle)
+
+
+def _nbytes(tensors) -> int:
+    return sum(t.nbytes for t in tensors or ())
 
 
 def with_tensor_batches(template_cls: type) -> type:

@@ -43,5 +43,10 @@ class ProgressLogger(BaseLogger):
         if self._live:
             print(flush=True)
 
-    def accuracy_row(self, row: list[float]) -> None:
-        self.echo("  test accuracy per experience: " + " ".join(f"{a:.3f}" for a in row))
+    def accuracy_row(self, row: dict[int, float] | list[float]) -> None:
+        """The accuracies just measured: every experience's, or (other protocols) the few tested."""
+        cells = dict(enumerate(row)) if isinstance(row, list) else row
+        if list(cells) == list(range(self.n_experiences)):
+            self.echo("  test accuracy per experience: " + " ".join(f"{a:.3f}" for a in cells.values()))
+        else:
+            self.echo("  test accuracy on experience " + ", ".join(f"{j}: {a:.3f}" for j, a in cells.items()))

@@ -50,9 +50,37 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False)
+def write_json(path: Path, data: dict[str, Any], compact_rows: bool = False) -> None:
+    """``data`` as indented JSON. With ``compact_rows``, a list of numbers, and each row or record
+    of a list of them, takes one line: a long run's matrix and records stay a few MB, not tens."""
+    data = json_safe(data)
+    if compact_rows:
+        text = _rows_json(data, 0)
+    else:
+        text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False)
     atomic_write_bytes(Path(path), (text + "\n").encode())
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _one_line(value: Any) -> str:
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+def _rows_json(value: Any, level: int) -> str:
+    pad, inner = "  " * level, "  " * (level + 1)
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(k)}: {_rows_json(v, level + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and value and not all(_is_scalar(v) for v in value):
+        if all(isinstance(v, (list, dict)) for v in value):
+            items = [f"{inner}{_one_line(v)}" for v in value]
+        else:
+            items = [f"{inner}{_rows_json(v, level + 1)}" for v in value]
+        return "[\n" + ",\n".join(items) + f"\n{pad}]"
+    return _one_line(value)
 
 
 def read_results(run_dir: str | Path) -> dict[str, Any]:
@@ -65,7 +93,16 @@ def read_results(run_dir: str | Path) -> dict[str, Any]:
         raise CollapsebenchError(f"{str(path)!r} is not valid JSON: {exc}.") from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise CollapsebenchError(f"{str(path)!r} is not a collapsebench results file (no schema_version).")
-    return data
+    return with_evaluation(data)
+
+
+def with_evaluation(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with its ``evaluation`` record; results written before protocols existed
+    measured the full matrix, and say so now."""
+    if "evaluation" not in result and isinstance(result.get("accuracy_matrix"), list):
+        cells = sum(v is not None for row in result["accuracy_matrix"] if isinstance(row, list) for v in row)
+        result["evaluation"] = {"protocol": "full", "measured_cells": cells}
+    return result
 
 
 def environment() -> dict[str, str]:

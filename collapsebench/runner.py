@@ -20,9 +20,11 @@ from collapsebench.config import RunConfig, resolve_component_options
 from collapsebench.errors import CollapsebenchError
 from collapsebench.evaluation import LeanEvaluationPlugin, Recorder
 from collapsebench.interrupts import StopAtSafePoint, deferred_interrupts
-from collapsebench import checkpoint, fastdata
+from collapsebench import checkpoint, fastdata, protocols
+from collapsebench.journal import Journal
 from collapsebench.manager import PluginManager
-from collapsebench.metrics.accuracy import summarize
+from collapsebench.online import OnlineAccuracy
+from collapsebench.metrics.accuracy import MissingCells, Summaries, accuracy_summaries
 from collapsebench.probe import ProbeSet
 from collapsebench.progress import ProgressLogger
 from collapsebench.records import EvaluatorContext, StrategyContext, StrategyParts, StreamContext, StreamData
@@ -131,16 +133,37 @@ def make_template(config: RunConfig, stream: StreamData, model, *, evaluator, pl
     )
 
 
-def accuracy_row(eval_results: dict[str, float], n_experiences: int) -> list[float]:
-    """Row of the accuracy matrix from Avalanche's per-experience accuracy metrics."""
+def accuracy_row(eval_results: dict[str, float], columns: list[int] | int) -> dict[int, float]:
+    """Measured cells of one row of the accuracy matrix (test experience -> accuracy) from
+    Avalanche's per-experience accuracy metrics; ``columns``: the experiences tested (an int: all
+    of ``range(columns)``)."""
+    columns = list(range(columns)) if isinstance(columns, int) else columns
     by_experience = {}
     for key, value in eval_results.items():
         if key.startswith(ACCURACY_PREFIX):
             by_experience[int(key.rsplit("/Exp", 1)[1])] = float(value)
-    missing = [j for j in range(n_experiences) if j not in by_experience]
+    missing = [j for j in columns if j not in by_experience]
     if missing:
         raise CollapsebenchError(f"Avalanche reported no accuracy for test experiences {missing}.")
-    return [by_experience[j] for j in range(n_experiences)]
+    return {j: by_experience[j] for j in columns}
+
+
+def evaluate(strategy, evaluation, test_stream, columns: list[int]) -> dict[int, float]:
+    """Avalanche's eval on the test experiences ``columns`` only (a slice of the test stream).
+
+    Avalanche's plugin remembers the last value of every metric it ever reported; without the
+    reset, each call would copy one entry per experience tested so far.
+    """
+    evaluation.reset_last_metrics()
+    sub_stream = test_stream if len(columns) == len(test_stream) else test_stream[columns]
+    return accuracy_row(strategy.eval(sub_stream), columns)
+
+
+def dense_row(cells: dict[int, float], n_experiences: int) -> list[float | None]:
+    row: list[float | None] = [None] * n_experiences
+    for j, value in cells.items():
+        row[j] = value
+    return row
 
 
 def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=print,
@@ -157,11 +180,15 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
 
     options = resolve_component_options(config, registry)
     manager.call_each("collapsebench_configure_run", config=config)
+    protocol = protocols.resolve(config.evaluation, registry.get("stream", config.stream).default_evaluation,
+                                 options["stream"][config.stream])
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / results_io.RESULTS_FILE).unlink(missing_ok=True)  # a stale result must not pass for this run
+    journal = Journal(run_dir)
     if not resume:
         checkpoint.remove(run_dir)
+        journal.remove()
         results_io.write_json(run_dir / checkpoint.CONFIG_FILE, config.to_dict())
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -201,18 +228,29 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     board = TensorBoardFigures(evaluation.loggers[0].writer, strategy=config.strategy, taps=taps_of(model),
                                n_experiences=n_experiences, images=config.tensorboard_figures)
     stopper = StopAtSafePoint()
-    strategy = make_template(config, stream, model, evaluator=evaluation, plugins=[*parts.plugins, stopper],
+    online = OnlineAccuracy()
+    strategy = make_template(config, stream, model, evaluator=evaluation, plugins=[*parts.plugins, online, stopper],
                              template=parts.template, **parts.template_kwargs)
+    if protocol.kind == "current":
+        # Each test experience is evaluated once: keeping its gathered tensors would only grow memory.
+        strategy.collapsebench_cache_bytes = 0
 
-    matrix: list[list[float]] = []
-    timing = {"build": time.perf_counter() - started, "train": 0.0, "evaluate": 0.0, "data": 0.0, "figures": 0.0}
+    matrix: list[list[float | None]] = []  # rows so far, None where the protocol measures nothing
+    online_accuracy: list[float | None] = []
+    timing = {"build": time.perf_counter() - started, "train": 0.0, "evaluate": 0.0, "data": 0.0, "figures": 0.0,
+              "checkpoint": 0.0}
     done = 0
     restored = checkpoint.load(strategy, run_dir, lambda m: make_optimizer(config, m)) if resume else None
     if restored:
-        done, matrix, recorder.records = restored["experiences_done"], restored["matrix"], restored["records"]
+        done = restored["experiences_done"]
+        for entry in journal.read(restored["journal_bytes"], done):
+            matrix.append(dense_row({int(j): a for j, a in entry["cells"]}, n_experiences))
+            online_accuracy.append(entry["online_accuracy"])
+            recorder.records.extend(entry["records"])
         recorder.seconds = restored["evaluator_seconds"]
-        # The checkpoint brought its own copy of the interrupt plugin; the live one must be in charge.
-        strategy.plugins = [stopper if isinstance(p, StopAtSafePoint) else p for p in strategy.plugins]
+        # The checkpoint brought its own copies of these Avalanche training plugins; the live ones must be in charge.
+        strategy.plugins = [stopper if isinstance(p, StopAtSafePoint) else online if isinstance(p, OnlineAccuracy) else p
+                            for p in strategy.plugins]
         for metric, state in zip(metrics, restored["metric_states"]):
             if state is not None:
                 metric.load_state_dict(state)
@@ -234,17 +272,27 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
             for experience in list(train_stream)[done:]:
                 if stream.reset_head_each_experience and experience.current_experience > 0:
                     strategy.model.collapsebench_reset_head()
+                first_record = len(recorder.records)
                 timed("train", lambda: strategy.train(experience))
-                matrix.append(accuracy_row(timed("evaluate", lambda: strategy.eval(test_stream)), n_experiences))
-                progress.accuracy_row(matrix[-1])
+                columns = protocol.columns(experience.current_experience, n_experiences)
+                cells = timed("evaluate", lambda: evaluate(strategy, evaluation, test_stream, columns))
+                matrix.append(dense_row(cells, n_experiences))
+                online_accuracy.append(online.accuracy())
+                progress.accuracy_row(cells)
                 timed("figures", lambda: board.after_experience(matrix, recorder.records))
                 if config.checkpoint and len(matrix) < n_experiences:
+                    tick = time.perf_counter()
+                    journal_bytes = journal.append({
+                        "experience": experience.current_experience, "cells": [[j, a] for j, a in cells.items()],
+                        "online_accuracy": online_accuracy[-1], "records": recorder.records[first_record:],
+                    })
                     checkpoint.save(strategy, run_dir, {
-                        "experiences_done": len(matrix), "matrix": matrix, "records": recorder.records,
+                        "experiences_done": len(matrix), "journal_bytes": journal_bytes,
                         "evaluator_seconds": recorder.seconds, "timing": timing,
                         # Evaluators with memory (CKA's reference representations) keep it here.
                         "metric_states": [m.state_dict() if hasattr(m, "state_dict") else None for m in metrics],
                     })
+                    timing["checkpoint"] += time.perf_counter() - tick
         except KeyboardInterrupt:
             status = "partial"
             echo(f"\nInterrupted after {len(matrix)} of {n_experiences} experiences; writing a partial result.")
@@ -253,6 +301,8 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     timing["evaluators"] = recorder.seconds
     timing["train"] -= recorder.seconds
     timing["total"] = time.perf_counter() - started
+    complete = len(matrix) == n_experiences
+    summaries = _summary(matrix, online_accuracy, protocol, metrics) if complete else Summaries()
     result = {
         "schema_version": results_io.SCHEMA_VERSION,
         "status": status,
@@ -261,16 +311,21 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         "stream": _stream_record(stream),
         "probe": probe.summary(),
         "taps": [{"name": t.name, "width": t.width} for t in taps_of(strategy.model)],
+        "evaluation": {"protocol": protocol.name, "measured_cells": protocol.measured_cells(n_experiences, len(matrix))},
         "accuracy_matrix": matrix,
-        "summary": _summary(matrix, metrics) if len(matrix) == n_experiences else {},
+        "online_accuracy": online_accuracy,
+        "summary": summaries.values,
+        "summary_unavailable": summaries.unavailable,
+        "summary_sources": summaries.sources,
         "metrics": recorder.records,
         "timing": timing,
     }
     if status == "complete":
         results_io.atomic_write_bytes(run_dir / "model.pt", _state_dict_bytes(strategy.model))
-    results_io.write_json(run_dir / results_io.RESULTS_FILE, result)
+    results_io.write_json(run_dir / results_io.RESULTS_FILE, result, compact_rows=True)
     if status == "complete":
         checkpoint.remove(run_dir)
+        journal.remove()
     evaluation.loggers[0].writer.close()  # flush TensorBoard events before anyone reads them
     manager.call_each("collapsebench_result_recorded", result=result, run_dir=run_dir)
     if status == "partial":
@@ -290,16 +345,24 @@ def _stream_record(stream: StreamData) -> dict[str, Any]:
     }
 
 
-def _summary(matrix: list[list[float]], metrics: list) -> dict[str, Any]:
+def _summary(matrix, online_accuracy, protocol, metrics: list) -> Summaries:
     """Accuracy summaries, then whatever run-level values the evaluators add."""
-    summary = summarize(matrix)
+    online = online_accuracy if all(a is not None for a in online_accuracy) else None
+    summaries = accuracy_summaries(matrix, online, protocol.name)
     for metric in metrics:
-        extra = metric.summarize(matrix) if hasattr(metric, "summarize") else {}
-        clashes = set(extra) & set(summary)
+        name = type(metric).__name__
+        try:
+            extra = metric.summarize(matrix) if hasattr(metric, "summarize") else {}
+        except MissingCells as exc:
+            raise CollapsebenchError(f"Evaluator metric {name} asked for accuracies that evaluation protocol "
+                                     f"{protocol.name!r} does not measure: {exc}.") from None
+        clashes = set(extra) & (set(summaries.values) | set(summaries.unavailable))
         if clashes:
-            raise CollapsebenchError(f"Evaluator metric {type(metric).__name__} would overwrite summary keys {sorted(clashes)}.")
-        summary.update(extra)
-    return summary
+            raise CollapsebenchError(f"Evaluator metric {name} would overwrite summary keys {sorted(clashes)}.")
+        sources = dict(getattr(metric, "summary_sources", {}))
+        summaries.add(extra, {key: sources.get(key, f"the records of evaluator metric {name} (metrics)") for key in extra},
+                      getattr(metric, "summary_unavailable", {}))
+    return summaries
 
 
 def _state_dict_bytes(model) -> bytes:

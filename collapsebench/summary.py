@@ -5,15 +5,29 @@ from __future__ import annotations
 from tabulate import tabulate
 
 
+#: Beyond this many experiences the matrix is too wide to print; new-task accuracy is shown in bins.
+MATRIX_MAX = 20
+BINS = 10
+
+
 def render_summary(result: dict) -> str:
     matrix = result["accuracy_matrix"]
     n = len(matrix[0]) if matrix else 0
-    headers = ["after \\ on"] + [f"exp {j}" for j in range(n)]
-    rows = [[f"exp {i}"] + [f"{v:.3f}" for v in row] for i, row in enumerate(matrix)]
-    blocks = ["Accuracy matrix (row: after training on, column: tested on)", tabulate(rows, headers=headers)]
+    protocol = (result.get("evaluation") or {}).get("protocol", "full")
+    if n <= MATRIX_MAX:
+        headers = ["after \\ on"] + [f"exp {j}" for j in range(n)]
+        rows = [[f"exp {i}"] + ["-" if v is None else f"{v:.3f}" for v in row] for i, row in enumerate(matrix)]
+        blocks = [f"Accuracy matrix (row: after training on, column: tested on; evaluation {protocol})",
+                  tabulate(rows, headers=headers)]
+    else:
+        blocks = [f"Accuracy on each task just after training on it, and online accuracy (evaluation {protocol})",
+                  tabulate(_binned(matrix, result.get("online_accuracy") or []), headers=["tasks", "new task", "online"])]
     summary = result.get("summary") or {}
     if summary:
         blocks += ["", tabulate([[k, _format(v)] for k, v in summary.items()], headers=["summary", "value"])]
+    unavailable = result.get("summary_unavailable") or {}
+    if unavailable:
+        blocks += ["", "Not reported: " + "; ".join(f"{k} ({why})" for k, why in unavailable.items())]
     final = {}
     last = len(matrix) - 1
     for record in result.get("metrics", []):
@@ -31,7 +45,25 @@ def render_summary(result: dict) -> str:
     return "\n".join(blocks)
 
 
+def _binned(matrix, online) -> list[list[str]]:
+    """Means of R[i][i] and of the online accuracy over BINS consecutive ranges of tasks."""
+    n = len(matrix)
+    rows = []
+    for b in range(min(BINS, n)):
+        lo, hi = b * n // BINS if n >= BINS else b, (b + 1) * n // BINS if n >= BINS else b + 1
+        diagonal = [matrix[i][i] for i in range(lo, hi) if i < len(matrix[i]) and matrix[i][i] is not None]
+        online_part = [a for a in online[lo:hi] if a is not None]
+        rows.append([f"{lo}-{hi - 1}", _mean(diagonal), _mean(online_part)])
+    return rows
+
+
+def _mean(values) -> str:
+    return f"{sum(values) / len(values):.3f}" if values else "-"
+
+
 def _format(value) -> str:
+    if isinstance(value, list) and len(value) > 6:
+        return f"{len(value)} values: {_format(value[0])} ... {_format(value[-1])}"
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, dict):

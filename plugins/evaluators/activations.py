@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from collapsebench.evaluation import CollapseMetric, Measurement
-from collapsebench.metrics.accuracy import forgetting_per_experience
+from collapsebench.metrics.accuracy import MissingCells, forgetting_per_experience
 from collapsebench.metrics.analysis import capacity_retention, correlate
 from collapsebench.metrics.ranks import (
     dead_units,
@@ -75,17 +75,33 @@ class ActivationMetric(CollapseMetric):
         if not self.summaries or last not in after:
             return {}
         final = after[last]
-        return {
+        summary = {
             "capacity_retention": capacity_retention(
                 {layer: v["erank"] for layer, v in final.items()}, {layer: self.peaks.peak(layer) for layer in final}
             ),
             "dead_units": _mean(v["dead_units"] for v in final.values()),
             "dormant_units": _mean(v["dormant_units"] for v in final.values()),
-            "forgetting_erank_correlation": forgetting_erank_correlation(
+        }
+        self.summary_unavailable = {}
+        try:
+            summary["forgetting_erank_correlation"] = forgetting_erank_correlation(
                 accuracy_matrix,
                 {j: {layer: v["erank_peak_normalized"] for layer, v in layers.items()} for j, layers in after.items()},
-            ),
-        }
+            )
+        except MissingCells as exc:
+            # Forgetting needs the full matrix; other protocols do not measure it.
+            self.summary_unavailable["forgetting_erank_correlation"] = f"needs forgetting per experience: {exc}"
+        return summary
+
+    #: what the run's summary_sources says each value comes from
+    summary_sources = {
+        "capacity_retention": "activation erank records: per tapped layer, erank after the last experience / "
+                              "its peak over every measurement, averaged over layers",
+        "dead_units": "activation dead_units records after the last experience, mean over tapped layers",
+        "dormant_units": "activation dormant_units records after the last experience, mean over tapped layers",
+        "forgetting_erank_correlation": "forgetting per experience (accuracy_matrix) against the drop of "
+                                        "peak-normalized activation erank (records)",
+    }
 
 
 def erank_drops(normalized_after: Mapping[int, Mapping[str, float]], last: int) -> list[float]:

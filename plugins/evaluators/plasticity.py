@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from collapsebench.evaluation import CollapseMetric, Measurement
-from collapsebench.metrics.accuracy import plasticity
+from collapsebench.metrics.accuracy import plasticity, retention
 
 
 @contextlib.contextmanager
@@ -100,8 +100,24 @@ class PlasticityMetric(CollapseMetric):
         fresh = [fresh_by_experience[j] for j in range(size)]
         ratios = plasticity(accuracy_matrix, fresh)
         finite = [r for r in ratios if math.isfinite(r)]
-        return {
+        summary = {
             "plasticity": ratios,
             "plasticity_mean": sum(finite) / len(finite) if finite else math.nan,
             "fresh_accuracy": fresh,
         }
+        self.summary_unavailable = {}
+        if len(finite) == len(ratios):
+            summary["plasticity_retention_relative"] = retention(ratios)
+        else:
+            self.summary_unavailable["plasticity_retention_relative"] = (
+                "a fresh network reached accuracy 0 on some experience, so its plasticity ratio is undefined")
+        return summary
+
+    summary_sources = {
+        "plasticity": "R[j][j] (accuracy_matrix diagonal) / fresh_accuracy[j], per experience",
+        "plasticity_mean": "mean of the finite values of plasticity",
+        "fresh_accuracy": "fresh_accuracy records: a new network of the run's architecture trained on experience j "
+                          "alone with the run's budget, tested on j",
+        "plasticity_retention_relative": "plasticity (R[j][j] / fresh_accuracy[j]): mean over the last 10% of tasks / "
+                                         "mean over the first 10% (at least one task each)",
+    }

@@ -1,0 +1,41 @@
+"""Online accuracy (Dohare et al.'s permuted-MNIST metric): how many training samples the model
+classifies correctly before the update that uses them.
+
+It reads the training forward pass the strategy runs anyway, so it costs one argmax per
+minibatch. An Avalanche training plugin, not an evaluator: it is recorded for every run.
+"""
+
+from __future__ import annotations
+
+import torch
+from avalanche.core import SupervisedPlugin
+
+
+class OnlineAccuracy(SupervisedPlugin):
+    """Counts, per training experience, the samples whose training output's argmax is the label.
+
+    ``after_forward`` runs after the forward pass and before the backward pass and optimizer
+    step, so every count is of the model as it was before the minibatch's update. With replay
+    the counted minibatch includes the replayed samples, as it is what the model trains on.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.correct = 0
+        self.seen = 0
+
+    def before_training_exp(self, strategy, **kwargs):
+        self.correct = 0
+        self.seen = 0
+
+    def after_forward(self, strategy, **kwargs):
+        output, targets = strategy.mb_output, strategy.mb_y
+        if not torch.is_tensor(output) or output.dim() != 2 or len(output) != len(targets):
+            return
+        with torch.no_grad():
+            self.correct += int((output.argmax(1) == targets).sum())
+        self.seen += len(targets)
+
+    def accuracy(self) -> float | None:
+        """The fraction counted since the experience began (None: no minibatch was seen)."""
+        return self.correct / self.seen if self.seen else None
