@@ -20,6 +20,15 @@ def _lazy(module: str, function: str):
     return factory
 
 
+#: From this many permutations on, permuted MNIST is a plasticity stream (Dohare et al.: 800)
+#: and its T x T matrix would cost more than training.
+LONG_STREAM = 100
+
+
+def _current_when_long(options) -> str | None:
+    return "current" if options.get("n_experiences", 0) >= LONG_STREAM else None
+
+
 def _class_order_options(n_classes: int) -> tuple[Option, ...]:
     return (
         Option(
@@ -55,6 +64,7 @@ STREAMS = (
         description="MNIST under a fixed random pixel permutation per experience (Dohare's online setting: 800)",
         factory=_lazy("mnist", "build_permuted_mnist"),
         scenarios=("domain",),
+        default_evaluation=_current_when_long,
         options=(
             Option("n_experiences", 10, "number of permutations (Dohare et al.: 800)", minimum=1, maximum=100_000),
             Option("permutation_seed", None, "seed of the permutations (default: the run's seed)", type=int, minimum=0, maximum=2**32 - 1),
@@ -105,6 +115,8 @@ STREAMS = (
         description="Dohare's Continual ImageNet: binary tasks on pairs of 32x32 ImageNet classes, head reset per task",
         factory=_lazy("imagenet32", "build_continual_imagenet32"),
         scenarios=("domain", "task"),
+        # The head is reset for every task: testing old tasks measures heads that are gone.
+        default_evaluation="current",
         options=(
             Option("n_experiences", 2000, "number of binary tasks (Dohare et al.: 2,000 or 5,000)", minimum=1, maximum=1_000_000),
             Option("n_classes", 1000, "use ImageNet classes 1..n_classes; pairs repeat once all are used", minimum=2, maximum=1000),
