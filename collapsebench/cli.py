@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from collapsebench.errors import CollapsebenchError
+from collapsebench.errors import EXIT_SIGINT, EXIT_USER_ERROR, CollapsebenchError, Terminated, describe_os_error
 
 KIND_CHOICES = ("architectures", "strategies", "streams", "evaluators", "tracks")
 #: Modules that add subcommands: each has ``add_commands(subparsers, add_plugin_flag) -> {name: handler}``.
@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tensorboard-figures", action="store_const", const=True,
                      help="also draw the report's figures into TensorBoard after each experience (slower)")
     run.add_argument("--out", help="run directory (default runs/<stream>-<model>-<strategy>-seed<seed>)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the run an existing run directory holds (its results, model, checkpoint and "
+                     "TensorBoard events); without it such a directory is refused")
     for kind in ("stream", "model", "strategy", "evaluator"):
         run.add_argument(
             f"--{kind}-option",
@@ -101,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    # The one place where a command's errors become messages and exit codes (collapsebench.errors).
     try:
         return COMMANDS[args.command](args)
     except CollapsebenchError as exc:
@@ -108,9 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.details:
             print(exc.details.rstrip(), file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("collapsebench: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print("collapsebench: " + ("stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"), file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_SIGINT)
+    except OSError as exc:  # a file or folder the command had to read or write
+        print(f"collapsebench: error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    finally:
+        if "collapsebench.interrupts" in sys.modules:  # a run that failed mid-write still gives back Ctrl-C
+            sys.modules["collapsebench.interrupts"].release_all()
 
 
 def _registry(args):
@@ -212,8 +222,31 @@ def prepare_runs(args):
         if track_name and (args.stream_option or args.model_option or args.evaluator_option):
             raise CollapsebenchError(f"Track {track_name!r} fixes the stream, model and evaluator options.")
         resolve_component_options(config, registry)  # bad names and options fail before Avalanche loads
+        _check_new_run_dir(config.run_dir(), args.overwrite)
         configs.append(config)
     return manager, registry, configs
+
+
+def _check_new_run_dir(run_dir, overwrite: bool) -> None:
+    """A run directory that can be written and holds no earlier run (unless --overwrite)."""
+    from collapsebench.checkpoint import CHECKPOINT_FILE
+    from collapsebench.config import check_run_dir
+    from collapsebench.results import RESULTS_FILE
+
+    check_run_dir(run_dir)
+    if overwrite:
+        return
+    if (run_dir / CHECKPOINT_FILE).exists():
+        raise CollapsebenchError(
+            f"{run_dir} holds an interrupted run: continue it with `collapsebench run --resume {run_dir}`, "
+            "or pass --overwrite to start it over."
+        )
+    if (run_dir / RESULTS_FILE).exists():
+        status = _status(run_dir / RESULTS_FILE) or "unreadable"
+        raise CollapsebenchError(
+            f"{run_dir} already holds a run (results.json, status {status}); pass --overwrite to replace it, "
+            "or choose another --out."
+        )
 
 
 def _resumed_run(args):
@@ -221,21 +254,19 @@ def _resumed_run(args):
     from pathlib import Path
 
     from collapsebench.checkpoint import CONFIG_FILE
-    from collapsebench.config import build_config, resolve_component_options
+    from collapsebench.config import build_config, check_run_dir, load_recorded_config, resolve_component_options
     from collapsebench.manager import build_manager
     from collapsebench.registry import Registry
 
     others = [f"--{k.replace('_', '-')}" for k in RUN_FLAGS if getattr(args, k, None) is not None]
-    others += ["--config"] * bool(args.config) + ["--track"] * bool(args.track)
+    others += ["--config"] * bool(args.config) + ["--track"] * bool(args.track) + ["--overwrite"] * args.overwrite
     others += [f"--{kind}-option" for kind in ("stream", "model", "strategy", "evaluator")
                if getattr(args, f"{kind}_option")]
     if others:
         raise CollapsebenchError(f"--resume continues a run exactly as it was configured; drop {', '.join(others)}.")
     run_dir = Path(args.resume)
-    try:
-        recorded = json.loads((run_dir / CONFIG_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        raise CollapsebenchError(f"{str(run_dir)!r} holds no readable {CONFIG_FILE}: it is not a collapsebench run directory.") from None
+    recorded = load_recorded_config(run_dir, CONFIG_FILE)
+    check_run_dir(run_dir)
     config = build_config({**recorded, "out": str(run_dir)})
     manager = build_manager([*config.plugins, *args.plugin])
     registry = Registry(manager)
@@ -266,10 +297,15 @@ def cmd_run(args) -> int:
 
 
 def _is_complete(path) -> bool:
+    return _status(path) == "complete"
+
+
+def _status(path) -> str | None:
     try:
-        return json.loads(path.read_text()).get("status") == "complete"
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data.get("status") if isinstance(data, dict) else None
 
 
 COMMANDS.update({"run": cmd_run, "plugins": cmd_plugins, "list": cmd_list})

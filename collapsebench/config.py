@@ -212,6 +212,71 @@ def _check(key: str, value: Any) -> Any:
     return value
 
 
+#: Config keys that say where and how a run executes, not what it computes: moving a run's
+#: output or data, or running it with other thread counts, does not change its result.
+#: ``plugins`` is left out too: results.json records the loaded plugins, not the ``--plugin`` specs.
+LOCAL_KEYS = ("out", "data_root", "download", "plugins", "threads", "checkpoint")
+
+
+def identity_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a recorded config that decides the result: every RunConfig field but the
+    local ones, plus every component's resolved options (defaults filled in)."""
+    import json
+
+    from collapsebench.results import json_safe
+
+    kept = {key: value for key, value in config.items() if key in FIELDS and key not in LOCAL_KEYS}
+    kept["resolved_options"] = config.get("resolved_options")
+    return json.loads(json.dumps(json_safe(kept)))  # tuples become lists, as in results.json
+
+
+def identity_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two identities (``lr``, ``resolved_options.strategy.replay.mem_size``)."""
+    differ = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differ += identity_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differ.append(f"{prefix}{key}")
+    return differ
+
+
+def check_run_dir(path: str | Path) -> None:
+    """A run directory that can be created and written, checked before anything runs.
+
+    An existing file (``/dev/full`` included), a path below a file, or a folder without write
+    permission would otherwise fail after the data was read, in the middle of a write.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CollapsebenchError(f"The run directory {str(path)!r} exists and is not a folder; choose another --out.")
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise CollapsebenchError(
+            f"The run directory {str(path)!r} cannot be made: {str(ancestor)!r} is a file, not a folder."
+        )
+    if ancestor.exists() and not os.access(ancestor, os.W_OK | os.X_OK):
+        where = "" if ancestor == path else f" (it would be made in {str(ancestor)!r})"
+        raise CollapsebenchError(f"The run directory {str(path)!r} is not writable{where}; choose another --out.")
+
+
+def load_recorded_config(run_dir: Path, name: str) -> dict[str, Any]:
+    """A run directory's recorded config (config.json), checked like a TOML config file."""
+    import json
+
+    path = Path(run_dir) / name
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise CollapsebenchError(
+            f"{str(Path(run_dir))!r} holds no readable {name}: it is not a collapsebench run directory."
+        ) from None
+    return check_layer(recorded, f"recorded config {str(path)!r}")
+
+
 def parse_assignment(text: str) -> tuple[str, Any]:
     """``key=value`` from the command line; the value is read as TOML when it parses as TOML."""
     if "=" not in text:

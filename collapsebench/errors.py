@@ -1,9 +1,22 @@
-"""The one error type the CLI turns into a readable message and exit code 2."""
+"""The errors the CLI turns into a readable message and an exit code.
+
+Exit codes (docs/reliability.md): 0 done; 1 a sweep with failed or unfinished jobs; 2 a problem
+the user can fix (bad input, a file that cannot be read or written, a broken plugin at load time);
+3 a collapsebench plugin's code failed during training (its traceback is kept); 4 training
+diverged; 130 interrupted by SIGINT (Ctrl-C); 143 stopped by SIGTERM.
+"""
 
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
+
+EXIT_USER_ERROR = 2
+EXIT_PLUGIN_FAILED = 3
+EXIT_DIVERGED = 4
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
 
 
 class CollapsebenchError(Exception):
@@ -31,3 +44,37 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str], hint: str =
     if hint:
         message += " " + hint
     return CollapsebenchError(message)
+
+
+class PluginFailed(CollapsebenchError):
+    """A collapsebench plugin's code raised while the run trained: the plugin author's bug."""
+
+    exit_code = EXIT_PLUGIN_FAILED
+
+
+class Diverged(CollapsebenchError):
+    """Training produced a non-finite loss or parameters; the finished experiences were kept."""
+
+    exit_code = EXIT_DIVERGED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (SLURM, Kubernetes, ``timeout``): handled as Ctrl-C is, with its own exit code."""
+
+    exit_code = EXIT_SIGTERM
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A one-line account of a file that could not be read or written, with what to do."""
+    where = f" {str(exc.filename)!r}" if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where += f" -> {str(exc.filename2)!r}"
+    reason = exc.strerror or str(exc)
+    advice = {
+        errno.ENOSPC: " The disk is full: free space or choose another --out.",
+        errno.EDQUOT: " The disk quota is exhausted: free space or choose another --out.",
+        errno.EACCES: " Check the permissions, or choose another --out.",
+        errno.EPERM: " Check the permissions, or choose another --out.",
+        errno.EROFS: " The file system is read-only: choose another --out.",
+    }.get(exc.errno, "")
+    return f"Could not read or write{where}: {reason}.{advice}"

@@ -1,9 +1,14 @@
-"""Ctrl-C that stops a run at a safe point.
+"""Ctrl-C and SIGTERM that stop a run at a safe point.
 
 A KeyboardInterrupt raised wherever Python happens to be can land inside TensorBoard's event
 writer, whose background thread then never joins: the run wrote its partial result and hung
-in ``writer.close()``. Instead, the first Ctrl-C only sets a flag; an Avalanche training plugin
-raises KeyboardInterrupt at the next iteration boundary. A second Ctrl-C interrupts at once.
+in ``writer.close()``. Instead, the first SIGINT or SIGTERM only sets a flag; an Avalanche
+training plugin raises at the next iteration boundary. A second one interrupts at once.
+
+SIGTERM is what SLURM, Kubernetes and ``timeout`` send: it gets the same treatment, so that a
+job stopped by its scheduler leaves a partial result beside its checkpoint. With ``hold``, the
+handlers stay installed after the training block until :meth:`StopAtSafePoint.release`, so a
+signal during the final write of results.json and model.pt waits for the write to finish.
 """
 
 from __future__ import annotations
@@ -14,37 +19,80 @@ import threading
 
 from avalanche.core import SupervisedPlugin
 
+from collapsebench.errors import Terminated
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 class StopAtSafePoint(SupervisedPlugin):
-    """Raises KeyboardInterrupt between iterations once an interrupt was requested."""
+    """Raises KeyboardInterrupt (Terminated for SIGTERM) between iterations once a stop was requested."""
 
     def __init__(self):
         super().__init__()
         self.requested = False
+        self.signum: int | None = None
+        self._restore = None
+
+    def interrupt(self) -> KeyboardInterrupt:
+        return Terminated() if self.signum == signal.SIGTERM else KeyboardInterrupt()
 
     def _check(self, *args, **kwargs):
         if self.requested:
-            raise KeyboardInterrupt
+            raise self.interrupt()
 
     after_training_iteration = _check
     after_eval_iteration = _check
     before_training_exp = _check
 
+    def release(self) -> None:
+        """Put back the handlers that ``deferred_interrupts(hold=True)`` left in place."""
+        restore, self._restore = self._restore, None
+        if restore is not None:
+            restore()
+
+    def __getstate__(self):
+        # Checkpointed with the strategy: the restore closure is neither picklable nor meaningful later.
+        return {**self.__dict__, "_restore": None}
+
 
 @contextlib.contextmanager
-def deferred_interrupts(stopper: StopAtSafePoint):
-    """While inside, SIGINT asks ``stopper`` to stop; outside the main thread, nothing changes."""
+def deferred_interrupts(stopper: StopAtSafePoint, hold: bool = False):
+    """While inside, SIGINT and SIGTERM ask ``stopper`` to stop; outside the main thread, nothing changes.
+
+    With ``hold``, a normal exit keeps the handlers until ``stopper.release()``; an exception
+    leaving the block always restores them.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
         if stopper.requested:
-            raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait
-        stopper.requested = True
+            raise stopper.interrupt()  # a second signal: the user does not want to wait
+        stopper.requested, stopper.signum = True, signum
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
+
+    def restore():
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
     try:
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    except BaseException:
+        restore()
+        raise
+    if hold:
+        stopper._restore = restore
+        _held.append(stopper)
+    else:
+        restore()
+
+
+_held: list[StopAtSafePoint] = []
+
+
+def release_all() -> None:
+    """Release every held stopper: for a command that failed between the training block and the end of its write."""
+    while _held:
+        _held.pop().release()

@@ -65,7 +65,7 @@ class PluginManager(pluggy.PluginManager):
                 result = impl.function(*(kwargs[arg] for arg in impl.argnames))
             except (CollapsebenchError, KeyboardInterrupt):
                 raise
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 raise CollapsebenchError(
                     f"collapsebench plugin {impl.plugin_name!r} failed in {hook_name}(): {type(exc).__name__}: {exc}",
                     details=traceback.format_exc(),
@@ -107,9 +107,12 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
 
 def _import_failure(what: str) -> CollapsebenchError:
     exc_type, exc, _ = sys.exc_info()
+    if isinstance(exc, SystemExit):  # a plugin must not end the process; say who tried
+        reason = f"it called sys.exit({exc.code!r}) while being imported"
+    else:
+        reason = f"{exc_type.__name__}: {exc}"
     return CollapsebenchError(
-        f"{what} failed to import: {exc_type.__name__}: {exc}. Fix the plugin or leave it out; "
-        "its traceback follows.",
+        f"{what} failed to import: {reason}. Fix the plugin or leave it out; its traceback follows.",
         details=traceback.format_exc(),
     )
 
@@ -125,7 +128,7 @@ def _load_entry_point(manager: PluginManager, entry_point: importlib.metadata.En
     )
     try:
         plugin = entry_point.load()
-    except Exception:
+    except (Exception, SystemExit):
         where = f" from distribution {info.distribution} {info.version}" if info.distribution else ""
         raise _import_failure(f"collapsebench plugin {entry_point.name!r} (entry point {entry_point.value}{where})") from None
     manager.register_plugin(plugin, info)
@@ -142,7 +145,7 @@ def _load_module(manager: PluginManager, module_name: str) -> None:
                 "nor a path to a .py file."
             ) from None
         raise _import_failure(f"collapsebench plugin {module_name!r} (module)") from None
-    except Exception:
+    except (Exception, SystemExit):
         raise _import_failure(f"collapsebench plugin {module_name!r} (module)") from None
     manager.register_plugin(module, PluginInfo(module_name, "module", module_name, *_distribution_of(module_name)))
 
@@ -150,6 +153,8 @@ def _load_module(manager: PluginManager, module_name: str) -> None:
 def _load_file(manager: PluginManager, path: Path) -> None:
     if not path.is_file():
         raise CollapsebenchError(f"--plugin {str(path)!r}: no such file.")
+    if path.suffix != ".py":
+        raise CollapsebenchError(f"--plugin {str(path)!r}: a collapsebench plugin file must be Python source ending in .py.")
     name = path.stem
     module_name = f"collapsebench_user_plugin_{name}"
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -157,7 +162,7 @@ def _load_file(manager: PluginManager, path: Path) -> None:
     sys.modules[module_name] = module  # dataclasses and pickling look modules up here
     try:
         spec.loader.exec_module(module)
-    except Exception:
+    except (Exception, SystemExit):
         del sys.modules[module_name]
         raise _import_failure(f"collapsebench plugin {name!r} (file {path})") from None
     manager.register_plugin(module, PluginInfo(name, "file", str(path.resolve())))

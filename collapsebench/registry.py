@@ -45,7 +45,14 @@ class Registry:
         hook_name, record_type = KINDS[kind]
         entries: dict[str, Entry] = {}
         for plugin, records in self.manager.call_each(hook_name):
-            records = records or []
+            if records is None:
+                continue  # an implementation that provides nothing of this kind
+            if not isinstance(records, (list, tuple)):
+                what = f"a single {record_type.__name__}" if isinstance(records, record_type) else type(records).__name__
+                raise CollapsebenchError(
+                    f"collapsebench plugin {plugin!r} returned {what} from {hook_name}(); expected a list of "
+                    f"collapsebench.{record_type.__name__} records (return [record] for one)."
+                )
             for record in records:
                 if not isinstance(record, record_type):
                     raise CollapsebenchError(

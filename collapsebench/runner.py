@@ -16,8 +16,10 @@ import numpy as np
 import torch
 
 from collapsebench import results as results_io
-from collapsebench.config import RunConfig, resolve_component_options
-from collapsebench.errors import CollapsebenchError
+from collapsebench.config import RunConfig, identity_differences, identity_of, resolve_component_options
+from collapsebench.errors import CollapsebenchError, Diverged, PluginFailed
+from collapsebench.divergence import DivergenceGuard, TrainingDiverged
+from collapsebench import faults
 from collapsebench.evaluation import LeanEvaluationPlugin, Recorder
 from collapsebench.interrupts import StopAtSafePoint, deferred_interrupts
 from collapsebench import checkpoint, fastdata, protocols
@@ -74,7 +76,7 @@ def build_model(config: RunConfig, registry: Registry, stream: StreamData, optio
 def _call_factory(registry: Registry, kind: str, name: str, *args, **kwargs):
     entry = registry.entry(kind, name)
     try:
-        return entry.record.factory(*args, **kwargs)
+        built = entry.record.factory(*args, **kwargs)
     except CollapsebenchError:
         raise
     except Exception as exc:
@@ -85,6 +87,14 @@ def _call_factory(registry: Registry, kind: str, name: str, *args, **kwargs):
             f"{type(exc).__name__}: {exc}",
             details=traceback.format_exc(),
         ) from None
+    expected = {"strategy": (StrategyParts, "collapsebench.StrategyParts"),
+                "evaluator": ((list, tuple), "a list of Avalanche metrics")}.get(kind)
+    if expected and not isinstance(built, expected[0]):
+        raise CollapsebenchError(
+            f"The {kind} {name!r} (from collapsebench plugin {entry.plugin!r}): its factory returned "
+            f"{type(built).__name__}; expected {expected[1]}."
+        )
+    return built
 
 
 def compose_strategy(parts: list[tuple[str, StrategyParts]]) -> StrategyParts:
@@ -183,13 +193,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     protocol = protocols.resolve(config.evaluation, registry.get("stream", config.stream).default_evaluation,
                                  options["stream"][config.stream])
     run_dir = config.run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / results_io.RESULTS_FILE).unlink(missing_ok=True)  # a stale result must not pass for this run
-    journal = Journal(run_dir)
-    if not resume:
-        checkpoint.remove(run_dir)
-        journal.remove()
-        results_io.write_json(run_dir / checkpoint.CONFIG_FILE, config.to_dict())
+    _check_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
@@ -218,6 +222,14 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         [(name, _call_factory(registry, "strategy", name, strategy_context, **options["strategy"][name]))
          for name in config.strategy_components]
     )
+    # Only now, with the data read and every part built, is the run directory touched.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    journal = Journal(run_dir)
+    if not resume:
+        _clear_run_dir(run_dir)  # a stale result or TensorBoard file must not pass for this run
+        checkpoint.remove(run_dir)
+        journal.remove()
+        results_io.write_json(run_dir / checkpoint.CONFIG_FILE, config.to_dict())
     progress = ProgressLogger(n_experiences, echo=echo)
     evaluation = LeanEvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
@@ -228,8 +240,9 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     board = TensorBoardFigures(evaluation.loggers[0].writer, strategy=config.strategy, taps=taps_of(model),
                                n_experiences=n_experiences, images=config.tensorboard_figures)
     stopper = StopAtSafePoint()
+    guard = DivergenceGuard()
     online = OnlineAccuracy()
-    strategy = make_template(config, stream, model, evaluator=evaluation, plugins=[*parts.plugins, online, stopper],
+    strategy = make_template(config, stream, model, evaluator=evaluation, plugins=[*parts.plugins, online, guard, stopper],
                              template=parts.template, **parts.template_kwargs)
     if protocol.kind == "current":
         # Each test experience is evaluated once: keeping its gathered tensors would only grow memory.
@@ -241,7 +254,9 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
               "checkpoint": 0.0}
     done = 0
     restored = checkpoint.load(strategy, run_dir, lambda m: make_optimizer(config, m)) if resume else None
+    identity = identity_of({**config.to_dict(), "resolved_options": options})
     if restored:
+        _check_resumed_identity(restored.get("config_identity"), identity, run_dir)
         done = restored["experiences_done"]
         for entry in journal.read(restored["journal_bytes"], done):
             matrix.append(dense_row({int(j): a for j, a in entry["cells"]}, n_experiences))
@@ -266,8 +281,9 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         timing[phase] += time.perf_counter() - tick - data
         return value
 
-    status = "complete"
-    with deferred_interrupts(stopper):
+    status, outcome = "complete", {}
+    # Held until results.json is written: a signal during the final write waits for it.
+    with deferred_interrupts(stopper, hold=True):
         try:
             for experience in list(train_stream)[done:]:
                 if stream.reset_head_each_experience and experience.current_experience > 0:
@@ -287,7 +303,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
                         "online_accuracy": online_accuracy[-1], "records": recorder.records[first_record:],
                     })
                     checkpoint.save(strategy, run_dir, {
-                        "experiences_done": len(matrix), "journal_bytes": journal_bytes,
+                        "experiences_done": len(matrix), "journal_bytes": journal_bytes, "config_identity": identity,
                         "evaluator_seconds": recorder.seconds, "timing": timing,
                         # Evaluators with memory (CKA's reference representations) keep it here.
                         "metric_states": [m.state_dict() if hasattr(m, "state_dict") else None for m in metrics],
@@ -296,6 +312,21 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         except KeyboardInterrupt:
             status = "partial"
             echo(f"\nInterrupted after {len(matrix)} of {n_experiences} experiences; writing a partial result.")
+        except TrainingDiverged as exc:
+            status, outcome = "diverged", {"divergence": exc.record()}
+            echo(f"\n{str(exc).capitalize()}; writing the {len(matrix)} finished experience(s).")
+        except CollapsebenchError:
+            raise  # already a message for the user
+        except Exception as exc:  # noqa: BLE001 - whose bug it is decides what happens
+            owner = faults.culprit(exc, manager)
+            if owner is None:
+                raise  # collapsebench's own code (or a file error): the CLI reports it
+            import traceback
+
+            status = "failed"
+            outcome = {"error": {"plugin": owner, "message": f"{type(exc).__name__}: {exc}",
+                                 "traceback": traceback.format_exc()}}
+            echo(f"\ncollapsebench plugin {owner!r} failed during training; writing a partial result.")
 
     # Evaluator metrics run inside train(): report their time apart from training.
     timing["evaluators"] = recorder.seconds
@@ -320,17 +351,68 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         "metrics": recorder.records,
         "timing": timing,
     }
+    result.update(outcome)
     if status == "complete":
         results_io.atomic_write_bytes(run_dir / "model.pt", _state_dict_bytes(strategy.model))
     results_io.write_json(run_dir / results_io.RESULTS_FILE, result, compact_rows=True)
-    if status == "complete":
+    if status in ("complete", "diverged"):  # resuming a diverged run would only diverge again
         checkpoint.remove(run_dir)
         journal.remove()
     evaluation.loggers[0].writer.close()  # flush TensorBoard events before anyone reads them
     manager.call_each("collapsebench_result_recorded", result=result, run_dir=run_dir)
-    if status == "partial":
-        raise KeyboardInterrupt
+    stopper.release()
+    if status == "partial" or stopper.requested:
+        raise stopper.interrupt()
+    if status == "diverged":
+        info = outcome["divergence"]
+        raise Diverged(
+            f"Training diverged in experience {info['experience'] + 1}, iteration {info['iteration']} "
+            f"({'the loss' if info['cause'] == 'loss' else 'parameter ' + info['cause']} became NaN or infinite). "
+            f"{run_dir / results_io.RESULTS_FILE} holds the {len(matrix)} finished experience(s) with "
+            '"status": "diverged". A smaller --lr usually helps.'
+        )
+    if status == "failed":
+        error = outcome["error"]
+        raise PluginFailed(
+            f"collapsebench plugin {error['plugin']!r} raised during training: {error['message']}. This is a bug "
+            f"in that plugin; its traceback follows. The partial result is in {run_dir / results_io.RESULTS_FILE}, "
+            f"and a fixed plugin can continue with: collapsebench run --resume {run_dir}",
+            details=error["traceback"],
+        )
     return result
+
+
+def _check_device(device: str) -> None:
+    """A device this machine has, checked before anything is built on it."""
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise CollapsebenchError(f"--device {device}: this machine has no usable CUDA GPU "
+                                     "(no driver, or torch built without CUDA). Use --device cpu.")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise CollapsebenchError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                                     f"numbered from 0.")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise CollapsebenchError("--device mps: Apple's Metal backend is not available here. Use --device cpu.")
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    """Remove what an earlier run left in ``run_dir`` (the CLI asked for --overwrite first)."""
+    for name in (results_io.RESULTS_FILE, "model.pt"):
+        (run_dir / name).unlink(missing_ok=True)
+    for events in run_dir.glob("events.out.tfevents.*"):
+        events.unlink()
+
+
+def _check_resumed_identity(recorded: dict | None, current: dict, run_dir: Path) -> None:
+    """Refuse to continue a checkpoint under a config other than the one that trained it."""
+    if recorded is None or recorded == current:
+        return  # None: a checkpoint written before identities were recorded
+    differ = identity_differences(recorded, current)
+    raise CollapsebenchError(
+        f"{run_dir / checkpoint.CONFIG_FILE} no longer matches the config its checkpoint was trained with "
+        f"(changed: {', '.join(differ)}). Undo the edit to resume, or start over with --overwrite."
+    )
 
 
 def _stream_record(stream: StreamData) -> dict[str, Any]:

@@ -100,7 +100,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print()
     print(tabulate(summary_rows(jobs), headers=SUMMARY_HEADERS))
-    unfinished = [job for job in jobs if state_of(job) != "complete"]
+    diverged = [job for job in jobs if state_of(job) == "diverged"]
+    if diverged:
+        print(f"\n{len(diverged)} job(s) diverged (a non-finite loss or weights; results.json says where): "
+              + ", ".join(job.label for job in diverged))
+    unfinished = [job for job in jobs if state_of(job) not in ("complete", "diverged")]
     if result.failed:
         print(f"\n{len(result.failed)} job(s) failed; each run directory's error.json holds the error and traceback:")
         for job in result.failed:
@@ -108,7 +112,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if unfinished:
         print(f"\n{len(unfinished)} of {len(jobs)} jobs are not complete; the same command runs only those.")
     submitted_ok = _submit(args, track, strategies, jobs_for(list(track.seeds)), plugins) if args.submit else True
-    return 0 if not unfinished and submitted_ok else 1
+    return 0 if not unfinished and not diverged and submitted_ok else 1
 
 
 def _executor(args: argparse.Namespace):

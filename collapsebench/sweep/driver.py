@@ -41,7 +41,7 @@ def plan(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
     that was interrupted after a checkpoint comes back with ``resume`` set."""
     to_run, done = [], []
     for job in jobs:
-        if state_of(job) == "complete":
+        if state_of(job) in ("complete", "diverged"):  # a diverged job would diverge again
             done.append(job)
         else:
             to_run.append(dataclasses.replace(job, resume=can_resume(job)))
@@ -93,7 +93,8 @@ def summary_rows(jobs: list[Job]) -> list[list[str]]:
         by_strategy.setdefault(job.strategy, []).append(job)
     for strategy, its_jobs in by_strategy.items():
         summaries = [_summary(job) for job in its_jobs if state_of(job) == "complete"]
-        cells = [strategy, f"{len(summaries)}/{len(its_jobs)}"]
+        diverged = sum(state_of(job) == "diverged" for job in its_jobs)
+        cells = [strategy, f"{len(summaries)}/{len(its_jobs)}" + (f" ({diverged} diverged)" if diverged else "")]
         for key in ("average_accuracy", "forgetting"):
             values = [s[key] for s in summaries if isinstance(s.get(key), (int, float))]
             cells.append(_mean_sd(values))

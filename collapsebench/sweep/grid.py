@@ -10,16 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collapsebench.config import FIELDS, RunConfig, build_config, resolve_component_options
+from collapsebench.config import LOCAL_KEYS, RunConfig, build_config, identity_of, resolve_component_options
 from collapsebench.errors import CollapsebenchError
-from collapsebench.results import RESULTS_FILE, json_safe
+from collapsebench.results import RESULTS_FILE
 
 ERROR_FILE = "error.json"
 LOG_FILE = "sweep.log"
-#: Config keys that say where and how a run executes, not what it computes: moving a sweep's
-#: output or data, or running it with other thread counts, does not make its results stale.
-#: ``plugins`` is left out too: results.json records the loaded plugins, not the ``--plugin`` specs.
-LOCAL_KEYS = ("out", "data_root", "download", "plugins", "threads", "checkpoint")
+__all__ = ["LOCAL_KEYS", "identity_of"]  # defined with the config; the sweep compares results by them
+MAX_SEED = 2**32 - 1  # numpy's seed range, as for `run --seed`
+#: More seeds than any study runs; beyond it a typo (0-100000000) is far likelier than intent.
+MAX_SEEDS = 10_000
 SEED_PART = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
@@ -43,8 +43,12 @@ class Job:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0-4"``, ``"0,2,5"`` or ``"0-2,7"`` as a sorted list without repeats."""
-    seeds: set[int] = set()
+    """``"0-4"``, ``"0,2,5"`` or ``"0-2,7"`` as a sorted list without repeats.
+
+    Every range is checked, and the seeds counted, before any is expanded: ``0-100000000`` once
+    grew to 12 GB of memory on its way to a dry run.
+    """
+    ranges = []
     for part in (p.strip() for p in text.split(",")):
         match = SEED_PART.match(part)
         if not match:
@@ -52,8 +56,15 @@ def parse_seeds(text: str) -> list[int]:
         low, high = int(match[1]), int(match[2] if match[2] is not None else match[1])
         if high < low:
             raise CollapsebenchError(f"The seed range {part!r} runs backwards; write {high}-{low}.")
-        seeds.update(range(low, high + 1))
-    return sorted(seeds)
+        if high > MAX_SEED:
+            raise CollapsebenchError(f"--seeds: seed {high} is above the largest seed, {MAX_SEED} (2**32 - 1).")
+        ranges.append((low, high))
+    count = sum(high - low + 1 for low, high in ranges)  # an upper bound: ranges may overlap
+    if count > MAX_SEEDS:
+        raise CollapsebenchError(
+            f"--seeds {text!r} asks for {count:,} seeds; a sweep takes at most {MAX_SEEDS:,} (one run directory each)."
+        )
+    return sorted({seed for low, high in ranges for seed in range(low, high + 1)})
 
 
 def parse_strategies(text: str, registry) -> list[str]:
@@ -69,22 +80,18 @@ def parse_strategies(text: str, registry) -> list[str]:
     return names
 
 
-def identity_of(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a recorded config that decides the result: every RunConfig field but the
-    local ones, plus every component's resolved options (defaults filled in)."""
-    kept = {key: value for key, value in config.items() if key in FIELDS and key not in LOCAL_KEYS}
-    kept["resolved_options"] = config.get("resolved_options")
-    return json.loads(json.dumps(json_safe(kept)))  # tuples become lists, as in results.json
-
-
 def state_of(job: Job) -> str:
-    """``complete`` (its results.json is complete and records this job's config), ``stale`` (complete,
-    but for another config), ``partial``, ``failed`` (error.json, no result) or ``missing``."""
+    """``complete`` (its results.json is complete and records this job's config), ``diverged`` (its
+    training diverged under this config), ``stale`` (complete or diverged, but for another config),
+    ``partial``, ``failed`` (error.json, no result) or ``missing``."""
     run_dir = Path(job.run_dir)
     try:
         recorded = json.loads((run_dir / RESULTS_FILE).read_text())
     except (OSError, ValueError):
         return "failed" if (run_dir / ERROR_FILE).exists() else "missing"
+    if isinstance(recorded, dict) and recorded.get("status") == "diverged":
+        # Finished, as far as it can: re-running the same config would diverge the same way.
+        return "diverged" if identity_of(recorded.get("config") or {}) == job.identity else "stale"
     if not isinstance(recorded, dict) or recorded.get("status") != "complete":
         return "partial"
     return "complete" if identity_of(recorded.get("config") or {}) == job.identity else "stale"
