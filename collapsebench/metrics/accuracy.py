@@ -31,10 +31,10 @@ SOURCES = {
 class MissingCells(ValueError):
     """A summary was asked of cells that the run's protocol did not measure."""
 
-    def __init__(self, summary: str, cells: list[tuple[int, int]], needs: str):
-        self.summary, self.cells, self.needs = summary, cells, needs
-        shown = ", ".join(f"R[{i}][{j}]" for i, j in cells[:3])
-        more = f" and {len(cells) - 3} more" if len(cells) > 3 else ""
+    def __init__(self, summary: str, first: list[tuple[int, int]], count: int, needs: str):
+        self.summary, self.first, self.count, self.needs = summary, first, count, needs
+        shown = ", ".join(f"R[{i}][{j}]" for i, j in first)
+        more = f" and {count - len(first)} more" if count > len(first) else ""
         super().__init__(f"{summary} needs {needs}; not measured: {shown}{more}")
 
 
@@ -46,9 +46,15 @@ def _check_square(matrix: Matrix) -> int:
 
 
 def _require(matrix: Matrix, summary: str, needs: str, cells: Iterable[tuple[int, int]]) -> None:
-    missing = [(i, j) for i, j in cells if matrix[i][j] is None]
-    if missing:
-        raise MissingCells(summary, missing, needs)
+    # Counted, not listed: a long stream under `current` lacks hundreds of thousands of cells.
+    first, count = [], 0
+    for i, j in cells:
+        if matrix[i][j] is None:
+            count += 1
+            if len(first) < 3:
+                first.append((i, j))
+    if count:
+        raise MissingCells(summary, first, count, needs)
 
 
 def measured_cells(matrix: Matrix) -> int:

@@ -1,0 +1,139 @@
+"""Cost of a long stream through the product: is the work per experience flat in the number of tasks?
+
+Permuted MNIST from the shared sample, an MLP 784-100-100, 500 training images per task, SGD
+(lr 0.03, momentum 0.9, minibatches of 16, one pass), ``current`` evaluation, checkpointing on as
+in every real run. Each stream length runs as ``collapsebench.runner.execute`` (what ``collapsebench
+run`` calls) in a process of its own, so that its peak memory is its own. Per length it reports the
+time per experience (mean, and median over the first and the last 10% of the experiences, from the
+runner's own progress lines), the peak resident memory and its growth over the process after the
+imports, the size of results.json, and the share of the loop that is not training (evaluation,
+evaluators, data gathering, checkpoints, figures).
+
+    uv run --locked python benchmarks/bench_long_stream.py                    # T = 50, 200, 800
+    uv run --locked python benchmarks/bench_long_stream.py --tasks 50 200 --evaluators weights,activations
+
+Prints a Markdown table (docs/performance.md) and writes benchmarks/bench_long_stream.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("COLLAPSEBENCH_DATA_ROOT", REPO.parent / "shared" / "data"))
+
+
+def child(tasks: int, evaluators: list[str], out: Path, test_subset: int) -> dict:
+    from collapsebench.config import build_config
+    from collapsebench.manager import build_manager
+    from collapsebench.registry import Registry
+    from collapsebench.runner import execute
+
+    config = build_config({
+        "stream": "permuted-mnist", "model": "mlp", "strategy": "naive", "evaluators": evaluators,
+        "evaluation": "current", "epochs": 1, "batch_size": 16, "lr": 0.03, "momentum": 0.9,
+        "data_root": str(DATA), "out": str(out), "probe_size": 500,
+        "stream_options": {"n_experiences": tasks, "train_subset": 500, "test_subset": test_subset},
+        "model_options": {"widths": [100, 100]},
+    })
+    manager = build_manager([])
+    registry = Registry(manager)
+    starts: list[float] = []
+
+    def echo(line: str = "", **kwargs) -> None:
+        if str(line).startswith("experience "):
+            starts.append(time.perf_counter())
+
+    rss_before = _rss_mb()  # torch, Avalanche and the plugins imported
+    result = execute(config, manager, registry, echo=echo)
+    ended = time.perf_counter()
+    per_experience = [b - a for a, b in zip(starts, [*starts[1:], ended])]
+    tenth = max(1, tasks // 10)
+    timing = result["timing"]
+    loop = timing["total"] - timing["build"]
+    return {
+        "tasks": tasks,
+        "evaluators": evaluators,
+        "seconds_per_experience": loop / tasks,
+        "median_all": statistics.median(per_experience),
+        "median_first_tenth": statistics.median(per_experience[:tenth]),
+        "median_last_tenth": statistics.median(per_experience[-tenth:]),
+        "rss_before_mb": rss_before,
+        "peak_rss_mb": _rss_mb(),
+        "results_json_mb": (out / "results.json").stat().st_size / 2**20,
+        "non_training_share": 1 - timing["train"] / loop,
+        "timing": timing,
+        "new_task_accuracy_first_last": [result["summary"]["new_task_accuracy"][0],
+                                         result["summary"]["new_task_accuracy"][-1]],
+    }
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| T | s / experience (mean) | median | median, first 10% | median, last 10% | peak RSS (MB) | growth after imports (MB) "
+        "| results.json (MB) | non-training share | evaluation | evaluators | data | checkpoint |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        t, loop = r["timing"], r["timing"]["total"] - r["timing"]["build"]
+        share = {k: t.get(k, 0.0) / loop for k in ("evaluate", "evaluators", "data", "checkpoint")}
+        lines.append(
+            f"| {r['tasks']} | {r['seconds_per_experience']:.3f} | {r['median_all']:.3f} | {r['median_first_tenth']:.3f} | "
+            f"{r['median_last_tenth']:.3f} | {r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] - r['rss_before_mb']:.0f} | "
+            f"{r['results_json_mb']:.2f} | {r['non_training_share']:.1%} | {share['evaluate']:.1%} | "
+            f"{share['evaluators']:.1%} | {share['data']:.1%} | {share['checkpoint']:.1%} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, nargs="+", default=[50, 200, 800])
+    parser.add_argument("--evaluators", default="", help="comma-separated evaluators (default: none)")
+    parser.add_argument("--test-subset", type=int, default=500, help="test images per task")
+    parser.add_argument("--json", default=str(REPO / "benchmarks" / "bench_long_stream.json"))
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    evaluators = [e for e in args.evaluators.split(",") if e]
+    if args.child:
+        print(json.dumps(child(args.child, evaluators, Path(args.out), args.test_subset)))
+        return 0
+    if not (DATA / "MNIST" / "raw").exists():
+        print(f"No MNIST under {DATA} (set COLLAPSEBENCH_DATA_ROOT).", file=sys.stderr)
+        return 2
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for tasks in args.tasks:
+            process = subprocess.run(
+                [sys.executable, __file__, "--child", str(tasks), "--evaluators", args.evaluators,
+                 "--test-subset", str(args.test_subset), "--out", str(Path(scratch) / f"T{tasks}")],
+                cwd=REPO, capture_output=True, text=True,
+            )
+            if process.returncode != 0:
+                print(process.stderr[-3000:], file=sys.stderr)
+                return 1
+            rows.append(json.loads(process.stdout.strip().splitlines()[-1]))
+            print(f"T={tasks}: {rows[-1]['seconds_per_experience']:.3f} s per experience", file=sys.stderr, flush=True)
+    previous = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
+    previous[",".join(evaluators) or "none"] = rows
+    Path(args.json).write_text(json.dumps(previous, indent=2) + "\n")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
