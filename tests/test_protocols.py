@@ -228,6 +228,21 @@ def test_online_accuracy_is_counted_before_each_update(cli, tiny_plugin, tmp_pat
     assert set(two["summary_unavailable"]) >= {"average_accuracy", "forgetting", "bwt"}
 
 
+@pytest.mark.parametrize("name", ["seen", "every:2", "full"])
+def test_the_runner_measures_exactly_the_protocols_cells(cli, tiny_plugin, tmp_path, name):
+    code, out, err = cli("run", *tiny_args(tiny_plugin, 5, "--evaluators", "weights", "--evaluation", name),
+                         "--out", tmp_path / "run")
+    assert code == 0, err
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    protocol = parse(name)
+    assert [[j for j, v in enumerate(row) if v is not None] for row in result["accuracy_matrix"]] == \
+        [protocol.columns(i, 5) for i in range(5)]
+    assert result["evaluation"] == {"protocol": name, "measured_cells": protocol.measured_cells(5)}
+    assert set(result["summary_sources"]) == set(result["summary"])
+    assert ("forgetting" in result["summary"]) == (name == "full")
+    assert "bwt" in result["summary"] and "average_accuracy" in result["summary"]
+
+
 def test_a_current_run_resumes_to_the_uninterrupted_result(cli, tiny_plugin, tmp_path):
     args = [*tiny_args(tiny_plugin, 5), "--plugin", str(FIXTURE_PLUGINS / "dies_before_third.py"),
             "--strategy", "replay+dies_before_third", "--strategy-option", "replay.mem_size=6",
