@@ -27,7 +27,17 @@ def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="PLUGIN",
-        help="load a collapsebench plugin: an installed entry-point name, a module, or a .py file (repeatable)",
+        help="load a collapsebench plugin: an installed entry-point name, a module, or a .py file; "
+             "-p no:NAME keeps the plugin NAME from loading (repeatable)",
+    )
+    # Stored as "no:NAME" among the --plugin specs, so every command and a resumed run honour it.
+    parser.add_argument(
+        "--disable-plugin",
+        action="append",
+        dest="plugin",
+        type=lambda name: f"no:{name}",
+        metavar="NAME",
+        help="do not load the collapsebench plugin NAME, as -p no:NAME (repeatable)",
     )
 
 

@@ -10,6 +10,7 @@ Avalanche training loop, but without the per-sample overhead that made plain Ava
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 
@@ -52,6 +53,20 @@ class TensorBatches:
 #: Seconds spent gathering datasets into tensors (one-time data preparation, reported apart
 #: from training time).
 gather_seconds = 0.0
+
+
+@contextlib.contextmanager
+def uncounted_gathering():
+    """Gathering done inside is not counted in ``gather_seconds``, the run's data preparation.
+
+    For an evaluator that trains learners of its own: its time is evaluator time already.
+    """
+    global gather_seconds
+    before = gather_seconds
+    try:
+        yield
+    finally:
+        gather_seconds = before
 
 
 def gather(dataset) -> tuple[torch.Tensor, ...] | None:

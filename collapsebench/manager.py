@@ -3,6 +3,13 @@
 Built-in capabilities are ordinary entry points of the ``collapsebench`` group, so they load
 exactly the way a third-party package's plugin does. Nothing loads at import time: the CLI
 builds a manager when it needs one.
+
+Switches, as pytest has them (docs/plugin_hooks.md):
+
+- ``-p no:NAME`` or ``--disable-plugin NAME`` keeps the plugin named NAME from loading;
+- ``COLLAPSEBENCH_DISABLE_PLUGIN_AUTOLOAD=1`` loads only the built-in entry points and the
+  ``--plugin`` specs, so one broken third-party package cannot fail every command;
+- ``COLLAPSEBENCH_TRACE_PLUGINS=1`` prints each hook call to stderr.
 """
 
 from __future__ import annotations
@@ -10,7 +17,9 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +31,11 @@ from collapsebench import hookspecs
 from collapsebench.errors import CollapsebenchError
 
 ENTRY_POINT_GROUP = "collapsebench"
+#: The distribution whose entry points are the built-ins: they load even without autoload.
+BUILTIN_DISTRIBUTION = "collapsebench"
+DISABLE_PREFIX = "no:"
+AUTOLOAD_ENV = "COLLAPSEBENCH_DISABLE_PLUGIN_AUTOLOAD"
+TRACE_ENV = "COLLAPSEBENCH_TRACE_PLUGINS"
 
 
 @dataclass(frozen=True)
@@ -52,17 +66,36 @@ class PluginManager(pluggy.PluginManager):
             ) from None
         except ValueError as exc:  # pluggy: a name or object registered twice
             raise CollapsebenchError(f"collapsebench plugin {info.name!r} could not be registered: {exc}") from None
+        wrappers = sorted(
+            caller.name for caller in self.get_hookcallers(plugin) or ()
+            for impl in caller.get_hookimpls() if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper)
+        )
+        if wrappers:
+            self.unregister(plugin)
+            raise CollapsebenchError(
+                f"collapsebench plugin {info.name!r} ({info.source} {info.location}) marks "
+                f"{', '.join(wrappers)} as a hook wrapper. collapsebench calls each implementation on its own, "
+                "so that a failure names its plugin, and cannot wrap the others: drop wrapper=True/hookwrapper=True "
+                "(tryfirst=True or trylast=True set the order)."
+            )
         self.info[info.name] = info
 
     def call_each(self, hook_name: str, **kwargs) -> list[tuple[str, object]]:
-        """Call every implementation of a hook, in load order, as ``(plugin name, result)``.
+        """Call every implementation of a hook, as ``(plugin name, result)`` pairs.
 
-        Unlike ``manager.hook.<name>()``, a failure is reported with the plugin that raised it.
+        The order is pluggy's: ``tryfirst`` implementations, then the others with the last
+        loaded plugin first (a ``--plugin`` before the built-ins), then ``trylast`` ones.
+        Each implementation goes through pluggy's own call path, one at a time, so that hook
+        call monitoring sees it and a failure is reported with the plugin that raised it.
         """
+        caller = getattr(self.hook, hook_name)
+        impls = list(reversed(caller.get_hookimpls()))
         results = []
-        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+        for impl in impls:
+            others = [other.plugin for other in impls if other is not impl]
             try:
-                result = impl.function(*(kwargs[arg] for arg in impl.argnames))
+                returned = self.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
+                result = returned[0] if returned else None  # pluggy leaves out a None result
             except (CollapsebenchError, KeyboardInterrupt):
                 raise
             except (Exception, SystemExit) as exc:
@@ -77,13 +110,34 @@ class PluginManager(pluggy.PluginManager):
 def build_manager(plugins: Sequence[str] = (), *, entry_points: bool = True) -> PluginManager:
     """A plugin manager with the installed entry points and the given ``--plugin`` specs.
 
-    A spec is an installed entry-point name, an importable module, or a path to a ``.py`` file.
+    A spec is an installed entry-point name, an importable module, or a path to a ``.py`` file;
+    ``no:NAME`` keeps the plugin NAME from loading instead.
     """
+    from collapsebench import avalanche_imports
+
+    avalanche_imports.install()  # plugins may import Avalanche at module level
     manager = PluginManager()
+    if os.environ.get(TRACE_ENV, "").strip() not in ("", "0"):
+        trace_hook_calls(manager)
     installed = _entry_points()
+    disabled = {spec[len(DISABLE_PREFIX):] for spec in plugins if spec.startswith(DISABLE_PREFIX)}
+    for name in sorted(disabled):
+        if not name:
+            raise CollapsebenchError("-p no:NAME / --disable-plugin NAME needs the name of a collapsebench plugin.")
+        if name not in installed and name not in plugins:
+            raise CollapsebenchError(
+                f"Cannot disable {name!r}: no collapsebench plugin of that name is installed "
+                f"({', '.join(sorted(installed)) or 'none'}). `collapsebench plugins` lists them by name."
+            )
+        manager.set_blocked(name)
+    plugins = [spec for spec in plugins if not spec.startswith(DISABLE_PREFIX) and spec not in disabled]
     if entry_points:
+        autoload = os.environ.get(AUTOLOAD_ENV, "").strip() in ("", "0")
         for entry_point in installed.values():
-            _load_entry_point(manager, entry_point)
+            if entry_point.name in disabled:
+                continue
+            if autoload or _distribution_name(entry_point) == BUILTIN_DISTRIBUTION or entry_point.name in plugins:
+                _load_entry_point(manager, entry_point)
     for spec in plugins:
         if spec in manager.info:
             continue  # an installed entry point, already loaded
@@ -99,6 +153,45 @@ def build_manager(plugins: Sequence[str] = (), *, entry_points: bool = True) -> 
         plugin_name = manager.get_name(exc.plugin) if exc.plugin is not None else "?"
         raise CollapsebenchError(f"collapsebench plugin {plugin_name!r} was rejected: {exc}") from None
     return manager
+
+
+def trace_hook_calls(manager: pluggy.PluginManager, write=None) -> None:
+    """Print each hook call, the plugin it goes to and how long it took, through pluggy's monitoring."""
+    write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+    started: list[float] = []
+
+    def before(hook_name, hook_impls, kwargs):
+        started.append(time.perf_counter())
+        plugins = ", ".join(impl.plugin_name for impl in hook_impls) or "no plugin"
+        write(f"collapsebench trace: {hook_name}({', '.join(kwargs)}) -> {plugins}")
+
+    def after(outcome, hook_name, hook_impls, kwargs):
+        seconds = time.perf_counter() - started.pop()
+        if outcome.exception is not None:
+            what = f"raised {type(outcome.exception).__name__}: {outcome.exception}"
+        else:
+            what = f"returned {_describe(outcome.get_result())}"
+        write(f"collapsebench trace: {hook_name} {what} ({seconds * 1000:.1f} ms)")
+
+    manager.add_hookcall_monitoring(before, after)
+
+
+def _describe(results: list) -> str:
+    # pluggy hands back the list of non-None results; record lists are summarised by name.
+    if not results:
+        return "nothing"
+    value = results[0] if len(results) == 1 else results
+    if isinstance(value, (list, tuple)):
+        names = [getattr(item, "name", None) for item in value]
+        if value and all(isinstance(n, str) for n in names):
+            return f"{len(value)}: {', '.join(names)}"
+        return f"a {type(value).__name__} of {len(value)}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _distribution_name(entry_point: importlib.metadata.EntryPoint) -> str | None:
+    return entry_point.dist.name if entry_point.dist else None
 
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:

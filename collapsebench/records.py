@@ -152,8 +152,14 @@ class Architecture(_Provided):
     """A named model family.
 
     ``factory(input_shape, n_classes, multihead, **options)`` returns a ``torch.nn.Module``
-    that implements ``collapsebench_taps()`` (see :mod:`collapsebench.taps`). With
-    ``multihead`` true it must accept task labels (an Avalanche ``MultiTaskModule``).
+    that implements:
+
+    - ``collapsebench_taps() -> list[Tap]``, always (see :mod:`collapsebench.taps`);
+    - ``collapsebench_reset_head() -> None``, which re-initialises the output layer and leaves
+      the tapped layers alone, when the run's stream resets heads
+      (``StreamData.reset_head_each_experience``); the run checks it when it builds the model.
+
+    With ``multihead`` true it must accept task labels (an Avalanche ``MultiTaskModule``).
     """
 
 

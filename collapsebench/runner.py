@@ -70,6 +70,13 @@ def build_model(config: RunConfig, registry: Registry, stream: StreamData, optio
         registry, "architecture", config.model, tuple(stream.input_shape), stream.n_classes, stream.scenario == "task", **options
     )
     taps_of(model)  # fail now, naming the model, if it declares no tapped layers
+    if stream.reset_head_each_experience and not callable(getattr(model, "collapsebench_reset_head", None)):
+        plugin = registry.entry("architecture", config.model).plugin
+        raise CollapsebenchError(
+            f"The stream {config.stream!r} resets the output layer at every experience, but the model "
+            f"{config.model!r} (from collapsebench plugin {plugin!r}) has no collapsebench_reset_head() method: "
+            "add one (see collapsebench.Architecture) or choose another model."
+        )
     return model
 
 
@@ -188,8 +195,9 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
 
     from collapsebench.report.tensorboard import TensorBoardFigures
 
-    options = resolve_component_options(config, registry)
     manager.call_each("collapsebench_configure_run", config=config)
+    # After the hook: what it adjusted is what gets built and what results.json records.
+    options = resolve_component_options(config, registry)
     protocol = protocols.resolve(config.evaluation, registry.get("stream", config.stream).default_evaluation,
                                  options["stream"][config.stream])
     run_dir = config.run_dir()

@@ -13,8 +13,7 @@ import math
 import operator
 from collections.abc import Sequence
 
-from collapsebench import Architecture, Option, hookimpl
-from collapsebench.errors import CollapsebenchError
+from collapsebench import Architecture, CollapsebenchError, Option, hookimpl
 
 ACTIVATION_NAMES = ("relu", "tanh", "leaky_relu", "sigmoid", "gelu")
 CONVNET_PADDINGS = ("auto", "valid", "same")

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from collapsebench.taps import Tap
+from collapsebench import Tap
 
 from .initialization import init_hidden_layer
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from collapsebench.taps import Tap
+from collapsebench import Tap
 
 from .initialization import init_hidden_layer
 

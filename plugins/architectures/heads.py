@@ -14,7 +14,7 @@ from typing import Protocol
 
 from torch import nn
 
-from collapsebench.taps import Tap
+from collapsebench import Tap
 
 
 class FeatureExtractor(Protocol):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from collapsebench.taps import Tap
+from collapsebench import Tap
 
 from .initialization import init_hidden_layer
 

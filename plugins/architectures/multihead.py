@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from avalanche.models import MultiHeadClassifier, MultiTaskModule
 
-from collapsebench.taps import Tap
+from collapsebench import Tap
 
 from .heads import FeatureExtractor
 

@@ -6,8 +6,7 @@ docs/evaluators.md describes each record and summary value.
 
 from __future__ import annotations
 
-from collapsebench import Evaluator, Option, hookimpl
-from collapsebench.errors import CollapsebenchError
+from collapsebench import CollapsebenchError, Evaluator, Option, hookimpl
 
 CADENCE = Option(
     "every_n_iterations", 0, "also measure every N training iterations (0: only after each experience)"

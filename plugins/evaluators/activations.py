@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from collapsebench.evaluation import CollapseMetric, Measurement
+from collapsebench import CollapseMetric, Measurement, taps_of
 from collapsebench.metrics.accuracy import MissingCells, forgetting_per_experience
 from collapsebench.metrics.analysis import capacity_retention, correlate
 from collapsebench.metrics.ranks import (
@@ -16,7 +16,6 @@ from collapsebench.metrics.ranks import (
     spectrum_feature_rank,
     spectrum_srank,
 )
-from collapsebench.taps import taps_of
 
 from .common import RecordedPeaks, end_of_experience_values, probe_activations, single_threaded, singular_values
 

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 
 import torch
 
-from collapsebench.probe import moment_key
-from collapsebench.taps import Tap
+from collapsebench import Tap, moment_key
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from collapsebench.evaluation import CollapseMetric, Measurement
+from collapsebench import CollapseMetric, Measurement, taps_of
 from collapsebench.metrics.hessian import (
     hessian_density,
     hessian_erank,
@@ -21,7 +21,6 @@ from collapsebench.metrics.hessian import (
     hessian_trace,
     smooth_density,
 )
-from collapsebench.taps import taps_of
 
 WHOLE_MODEL = ("model", "all")
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from collapsebench.evaluation import CollapseMetric, Measurement
+from collapsebench import CollapseMetric, Measurement
 from collapsebench.metrics.accuracy import plasticity, retention
 
 
@@ -62,13 +62,9 @@ class PlasticityMetric(CollapseMetric):
         from avalanche.evaluation.metrics import accuracy_metrics
         from avalanche.training.plugins import EvaluationPlugin
 
-        from collapsebench import fastdata
-        from collapsebench.runner import make_template, seed_everything
+        from collapsebench import make_template, seed_everything, uncounted_gathering
 
         config = self.context.config
-        # Gathering tensors here is evaluator time, which the runner already takes out of
-        # training time; it must not also count as the run's data preparation.
-        gathered_before = fastdata.gather_seconds
         seed_everything(fresh_seed(config.seed, j))
         model = self.context.architecture_factory()
         with warnings.catch_warnings():
@@ -76,11 +72,11 @@ class PlasticityMetric(CollapseMetric):
             evaluation = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
         # The run's own budget and data path: a fresh naive learner, whatever the run's strategy.
         learner = make_template(config, self.context.stream, model, evaluator=evaluation)
-        try:
+        # Gathering tensors here is evaluator time, which the runner already takes out of
+        # training time; it must not also count as the run's data preparation.
+        with uncounted_gathering():
             learner.train(strategy.experience)
             results = learner.eval([self.context.stream.benchmark.test_stream[j]])
-        finally:
-            fastdata.gather_seconds = gathered_before
         suffix = f"/Exp{j:03d}"
         accuracies = [v for k, v in results.items() if k.startswith("Top1_Acc_Exp/eval_phase/") and k.endswith(suffix)]
         if len(accuracies) != 1:

@@ -7,9 +7,8 @@ import warnings
 
 import torch
 
-from collapsebench.evaluation import CollapseMetric, Measurement
+from collapsebench import CollapseMetric, Measurement, taps_of
 from collapsebench.metrics.similarity import linear_cka
-from collapsebench.taps import taps_of
 
 from .common import probe_activations
 

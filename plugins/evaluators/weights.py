@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collapsebench.evaluation import CollapseMetric, Measurement
+from collapsebench import CollapseMetric, Measurement, taps_of
 from collapsebench.metrics.ranks import (
     spectrum_approx_rank,
     spectrum_erank,
@@ -10,7 +10,6 @@ from collapsebench.metrics.ranks import (
     spectrum_stable_rank,
     weight_magnitude,
 )
-from collapsebench.taps import taps_of
 
 from .common import RecordedPeaks, single_threaded, singular_values
 

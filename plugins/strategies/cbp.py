@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from avalanche.core import SupervisedPlugin
 
-from collapsebench.errors import CollapsebenchError
+from collapsebench import CollapsebenchError
 
 from .units import OutputCapture, Units, replaceable_units, unit_mean
 

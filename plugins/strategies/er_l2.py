@@ -21,9 +21,8 @@ from __future__ import annotations
 import torch
 from avalanche.core import SupervisedPlugin
 
-from collapsebench.errors import CollapsebenchError
+from collapsebench import CollapsebenchError, activation_matrix, capture_activations, taps_of
 from collapsebench.metrics import erank
-from collapsebench.taps import activation_matrix, capture_activations, taps_of
 
 from .regularizers import add_weight_decay, trainable
 from .units import OutputCapture

@@ -18,7 +18,7 @@ import warnings
 import torch
 from avalanche.core import SupervisedPlugin
 
-from collapsebench.errors import CollapsebenchError
+from collapsebench import CollapsebenchError
 
 from .units import OutputCapture, replaceable_units, unit_mean
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from avalanche.core import SupervisedPlugin
 
-from collapsebench.errors import CollapsebenchError
+from collapsebench import CollapsebenchError
 
 
 def _non_negative(strategy: str, option: str, value: float) -> float:

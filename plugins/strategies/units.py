@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from collapsebench.taps import Tap, taps_of
+from collapsebench import Tap, taps_of
 
 UNIT_LAYERS = (nn.Linear, nn.Conv2d)
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from collapsebench.errors import CollapsebenchError
-from collapsebench.records import StreamContext, StreamData
+from collapsebench import CollapsebenchError, StreamContext, StreamData
 
 from . import common, datafiles, tensors
 

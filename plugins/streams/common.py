@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from collapsebench.errors import CollapsebenchError
+from collapsebench import CollapsebenchError
 
 
 def seed_or_default(value: Any, run_seed: int, stream: str, option: str) -> int:

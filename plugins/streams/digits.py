@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from collapsebench.records import StreamContext, StreamData
+from collapsebench import StreamContext, StreamData
 
 
 class InMemoryClassification(Dataset):

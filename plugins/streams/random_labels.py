@@ -15,8 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from collapsebench.errors import CollapsebenchError, unknown_name_error
-from collapsebench.records import StreamContext, StreamData
+from collapsebench import CollapsebenchError, StreamContext, StreamData, unknown_name_error
 
 from . import common, tensors
 
