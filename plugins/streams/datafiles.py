@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from collapsebench import CollapsebenchError
+from collapsebench.errors import CollapsebenchError
 
 #: Files larger than this have their digest cached on disk (ImageNet32 is about 4 GB).
 DISK_CACHE_MIN_BYTES = 32 * 2**20
@@ -99,3 +99,32 @@ def _write_disk_cache(entries: dict[str, str]) -> None:
         temporary.replace(path)
     except OSError:
         pass
+
+
+def check_labels(path: Path, labels, n_classes: int, dataset: str, require_all: bool = True) -> None:
+    """Labels read from ``path`` must be integers in 0..n_classes-1 and, with ``require_all``, hold every class.
+
+    An out-of-range label was silently dropped by the class split, and a file of one class made a
+    stream of empty experiences.
+    """
+    import numpy as np
+
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise CollapsebenchError(f"{path}: {dataset} labels must be one number per sample, got an array of shape {labels.shape}.")
+    if labels.size == 0:
+        raise CollapsebenchError(f"{path} holds no {dataset} labels.")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= n_classes:
+        bad = labels[(labels < 0) | (labels >= n_classes)]
+        raise CollapsebenchError(
+            f"{path}: {dataset} labels must lie in 0..{n_classes - 1}, but {bad.size} do not (for example {int(bad[0])}); "
+            "the file is corrupt or from another data set."
+        )
+    present = np.unique(labels)
+    if require_all and len(present) < n_classes:
+        missing = sorted(set(range(n_classes)) - {int(c) for c in present})
+        raise CollapsebenchError(
+            f"{path}: {dataset} needs all {n_classes} classes, but this file has {len(present)} "
+            f"(missing {', '.join(map(str, missing))})."
+        )

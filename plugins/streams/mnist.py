@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from collapsebench import CollapsebenchError, StreamContext, StreamData
+from collapsebench.errors import CollapsebenchError
+from collapsebench.records import StreamContext, StreamData
 
 from . import common, datafiles, tensors
 
@@ -44,13 +45,20 @@ class Mnist:
         return f"{len(self.train_y):,} train / {len(self.test_y):,} test MNIST images{sample}"
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (LeCun's MNIST format) as a numpy array."""
+def read_idx(path: Path, item_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """An IDX file (LeCun's MNIST format) as a numpy array; with ``item_shape``, each item must have it."""
     data = path.read_bytes()
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
         raise CollapsebenchError(f"{path} is not an IDX file (bad magic number); the download may be corrupt.")
     n_dims = data[3]
+    if len(data) < 4 + 4 * n_dims:
+        raise CollapsebenchError(f"{path} is truncated: its header is incomplete.")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(n_dims))
+    if item_shape is not None and (n_dims != 1 + len(item_shape) or shape[1:] != item_shape):
+        expected = "x".join(map(str, ("N", *item_shape)))
+        raise CollapsebenchError(
+            f"{path} holds an array of shape {'x'.join(map(str, shape)) or '()'}; MNIST needs {expected} here."
+        )
     dtype = np.dtype(_IDX_TYPES[data[2]])
     offset = 4 + 4 * n_dims
     expected = offset + int(np.prod(shape)) * dtype.itemsize
@@ -77,10 +85,14 @@ def load_mnist(data_root: Path, download: bool = False) -> Mnist:
         "Pass --download to fetch it with torchvision, or point --data-root at a folder holding "
         "MNIST/raw/ in torchvision's layout (the four uncompressed *-ubyte files).",
     )
-    arrays = dict(zip(FILES, (read_idx(p) for p in paths)))
+    # Checked as read, naming the file: a wrong shape otherwise surfaced deep inside the model.
+    arrays = {key: read_idx(path, INPUT_SHAPE[1:] if key.endswith("images") else ())
+              for key, path in zip(FILES, paths)}
     for split in ("train", "test"):
         if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
             raise CollapsebenchError(f"MNIST in {folder}: the {split} images and labels differ in number.")
+        datafiles.check_labels(folder / FILES[f"{split}_labels"], arrays[f"{split}_labels"], 10, "MNIST",
+                               require_all=split == "train")
 
     def images(array):
         x = torch.from_numpy(array.astype(np.float32) / 255.0).unsqueeze(1)
