@@ -12,6 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from collapsebench import avalanche_imports
+
+avalanche_imports.install()  # ahead of every Avalanche import below and in the run (see that module)
+
 import numpy as np
 import torch
 
