@@ -180,6 +180,32 @@ def test_cbp_replacement_changes_the_output_only_by_the_units_deviation_from_its
     assert not torch.allclose(after, logits, atol=1e-3)
 
 
+def test_cbp_fresh_units_of_consecutive_layers_replaced_together_keep_bias_zero():
+    """Unit 2 of fc1 and unit 4 of fc2 in one step: fc2's fresh unit 4 ends with bias 0 (SPEC),
+    fc2's other units absorb fc1's unit 2 through their old weights, and the head absorbs fc2's unit 4."""
+    model = mlp()
+    plugin = ContinualBackprop(model, replacement_rate=1.0, maturity_threshold=10, decay_rate=0.9)
+    fc1, fc2 = model.features.linears
+    age1, age2 = 50, 30
+    set_statistics(plugin, "fc1", [age1 if i == 2 else 0 for i in range(8)], [0.1] * 8,
+                   [0.7 if i == 2 else 0.0 for i in range(8)])
+    set_statistics(plugin, "fc2", [age2 if i == 4 else 0 for i in range(6)], [0.1] * 6,
+                   [0.3 if i == 4 else 0.0 for i in range(6)])
+    with torch.no_grad():
+        fc2.bias.fill_(0.25)
+    old_fc2, old_head_bias = fc2.weight.detach().clone(), model.head.bias.detach().clone()
+    old_head = model.head.weight.detach().clone()
+    plugin.replace_due_units(torch.optim.SGD(model.parameters(), lr=0.1))
+
+    assert plugin.last_replaced["fc1"].tolist() == [2] and plugin.last_replaced["fc2"].tolist() == [4]
+    assert fc2.bias[4].item() == 0.0 and fc1.bias[2].item() == 0.0
+    mean1, mean2 = 0.7 / (1 - 0.9**age1), 0.3 / (1 - 0.9**age2)
+    others = [k for k in range(6) if k != 4]
+    assert torch.allclose(fc2.bias[others], 0.25 + old_fc2[others, 2] * mean1, atol=1e-6)
+    assert torch.allclose(model.head.bias, old_head_bias + old_head[:, 4] * mean2, atol=1e-6)
+    assert torch.all(fc2.weight[:, 2] == 0) and torch.all(model.head.weight[:, 4] == 0)
+
+
 @pytest.mark.parametrize("optimizer_name", ["sgd", "adam"])
 def test_cbp_zeroes_the_optimizer_state_of_replaced_weights(optimizer_name):
     model = mlp()
@@ -210,14 +236,14 @@ def test_cbp_during_training_replaces_only_mature_units_of_least_utility():
     seen = []
     original = plugin.replace
 
-    def checked_replace(layer, units, optimizer):
+    def checked_replace(layer, units, optimizer, **kwargs):
         stats = plugin.statistics[layer.name]
         eligible = torch.nonzero(stats.age > 8).flatten()
         corrected = stats.utility / (1 - 0.9 ** stats.age.float())
         others = [i for i in eligible.tolist() if i not in units.tolist()]
         seen.append((stats.age[units].min().item(), corrected[units].max().item(),
                      min((corrected[i].item() for i in others), default=float("inf"))))
-        original(layer, units, optimizer)
+        original(layer, units, optimizer, **kwargs)
 
     plugin.replace = checked_replace
     train(model, [plugin], synthetic_stream(n_experiences=2, n=160), epochs=3)

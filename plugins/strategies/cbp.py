@@ -50,6 +50,8 @@ class ContinualBackprop(SupervisedPlugin):
     outgoing weights 0 and zero optimizer state; the next layer's bias absorbs its mean
     contribution, w_out[:, i] · f̂_i with f̂_i = f_i / (1 − η^age_i), so the network's output
     changes only by the unit's deviation from its mean; age, utility and mean restart at 0.
+    A unit of the next layer replaced in the same step keeps bias 0: it gets no share of
+    that correction.
     """
 
     def __init__(self, model, replacement_rate: float, maturity_threshold: int, decay_rate: float):
@@ -128,18 +130,29 @@ class ContinualBackprop(SupervisedPlugin):
     def replace_due_units(self, optimizer) -> None:
         # Output side first: a layer's fresh incoming rows must not overwrite the zero
         # outgoing weights of the previous layer's fresh units.
+        fresh: dict[int, torch.Tensor] = {}  # id(incoming module) -> its units replaced this step
         for layer in reversed(self.layers):
             units = self.due_units(layer)
             if units.numel():
-                self.replace(layer, units, optimizer)
+                self.replace(layer, units, optimizer, fresh_readers=fresh.get(id(layer.outgoing)))
+                fresh[id(layer.incoming)] = units
 
     @torch.no_grad()
-    def replace(self, layer: Units, units: torch.Tensor, optimizer) -> None:
+    def replace(self, layer: Units, units: torch.Tensor, optimizer, fresh_readers: torch.Tensor | None = None) -> None:
+        """Replace ``units`` of ``layer``.
+
+        ``fresh_readers``: the units of the next layer replaced in this same step. Their
+        biases stay 0 (a fresh unit starts with bias 0): the correction for ``units`` would
+        otherwise reach them through their fresh incoming rows, which held no old weights.
+        """
         stats = self.statistics[layer.name]
         bias = layer.outgoing.bias
         if bias is not None:
             mean = self.bias_corrected(stats.mean_activation[units], stats.age[units])
-            bias += (layer.outgoing_sums()[:, units] @ mean.to(bias)).to(bias)
+            correction = (layer.outgoing_sums()[:, units] @ mean.to(bias)).to(bias)
+            if fresh_readers is not None:
+                correction[fresh_readers.to(correction.device)] = 0.0
+            bias += correction
         layer.reinitialize(units, optimizer)
         stats.age[units] = 0
         stats.utility[units] = 0.0
