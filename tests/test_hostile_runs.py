@@ -1,0 +1,177 @@
+"""Hostile runs (issue 17: divergence, plugin faults, signals, lost data, resume).
+
+Runs use the default split-digits stream with one epoch, and real processes where a signal or
+an exit code is the point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import FIXTURE_PLUGINS, REPO
+
+HOSTILE = REPO / "tests" / "fixtures" / "hostile"
+ONE_EPOCH = ["--epochs", "1", "--probe-size", "100"]
+
+
+def spawn(*args, env=None):
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "collapsebench.cli", *map(str, args)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
+    )
+
+
+def wait_for(process, prefix: str) -> list[str]:
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith(prefix):
+            return lines
+    pytest.fail(f"never saw {prefix!r}:\n" + "".join(lines))
+
+
+def test_divergence_stops_with_a_diverged_result(cli, tmp_path):
+    """--lr inf is refused; a finite but absurd learning rate diverges within an experience."""
+    code, out, err = cli("run", "--lr", "1e30", *ONE_EPOCH, "--out", tmp_path)
+    assert code == 4, err
+    assert "Training diverged in experience 1, iteration" in err and "Traceback" not in err
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "diverged"
+    assert result["divergence"]["experience"] == 0 and result["divergence"]["iteration"] >= 1
+    assert result["divergence"]["cause"] in ("loss",) or result["divergence"]["cause"].endswith(("weight", "bias"))
+    assert result["accuracy_matrix"] == []  # no experience finished
+    assert not (tmp_path / "checkpoint.pkl").exists() and not (tmp_path / "model.pt").exists()
+
+
+def test_divergence_after_finished_experiences_keeps_them(cli, tmp_path, monkeypatch):
+    """The guard itself: experiences that finished before the divergence stay in the result."""
+    from collapsebench import divergence
+
+    calls = {"n": 0}
+    original = divergence._first_non_finite_parameter
+
+    def fail_in_second_experience(model):
+        calls["n"] += 1
+        return "fake.weight" if calls["n"] > 40 else original(model)
+
+    monkeypatch.setattr(divergence, "_first_non_finite_parameter", fail_in_second_experience)
+    code, out, err = cli("run", *ONE_EPOCH, "--out", tmp_path)
+    assert code == 4, err
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "diverged" and result["divergence"]["cause"] == "fake.weight"
+    finished = result["divergence"]["experience"]
+    assert finished >= 1 and len(result["accuracy_matrix"]) == finished
+    assert "(parameter fake.weight became NaN or infinite)" in err
+
+
+def test_sweep_counts_a_diverged_job_as_finished(tmp_path):
+    from collapsebench.config import identity_of
+    from collapsebench.sweep.driver import plan
+    from collapsebench.sweep.grid import Job, state_of
+
+    config = {"strategy": "naive", "seed": 0, "lr": 1e30, "resolved_options": {"strategy": {"naive": {}}}}
+    job = Job("t", "naive", 0, str(tmp_path), config, identity_of(config))
+    (tmp_path / "results.json").write_text(json.dumps({"status": "diverged", "config": config}))
+    assert state_of(job) == "diverged"
+    to_run, done = plan([job])
+    assert done == [job] and to_run == []
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    (["--strategy", "listy"], "The strategy 'listy' (from collapsebench plugin 'shapes'): its factory returned list; "
+                              "expected collapsebench.StrategyParts"),
+    (["--evaluators", "nothing"], "The evaluator 'nothing' (from collapsebench plugin 'shapes'): its factory returned "
+                                  "NoneType; expected a list of Avalanche metrics"),
+])
+def test_factories_of_the_wrong_shape(cli, tmp_path, spec, fragment):
+    code, out, err = cli("run", "--plugin", HOSTILE / "shapes.py", *spec, *ONE_EPOCH, "--out", tmp_path / "run")
+    assert code == 2 and fragment in err, err
+    assert not (tmp_path / "run").exists()  # refused before the run directory was made
+
+
+def test_plugin_raising_mid_training_is_named_and_keeps_the_partial_result(tmp_path):
+    process = subprocess.run(
+        [sys.executable, "-m", "collapsebench.cli", "run", "--plugin", str(HOSTILE / "raises_midway.py"),
+         "--strategy", "naive+raises_midway", *ONE_EPOCH, "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert process.returncode == 3, process.stderr
+    err = process.stderr
+    assert "collapsebench plugin 'raises_midway' raised during training: ZeroDivisionError" in err
+    assert 'raises_midway.py", line' in err  # the plugin author's traceback is kept
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "failed" and result["error"]["plugin"] == "raises_midway"
+    assert len(result["accuracy_matrix"]) == 1
+    assert (tmp_path / "checkpoint.pkl").exists()
+
+
+def test_sigterm_stops_at_a_safe_point_with_a_partial_result(tmp_path):
+    """What SLURM, Kubernetes and `timeout` send: handled as Ctrl-C is, exit 143."""
+    process = spawn("run", "--epochs", "200", "--probe-size", "100", "--out", tmp_path)
+    lines = wait_for(process, "experience 2/5")
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    try:
+        rest, _ = process.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the run did not stop within 90 s of SIGTERM:\n" + "".join(lines))
+    assert process.returncode == 143, "".join(lines) + rest
+    assert "stopped by SIGTERM" in rest and "Traceback" not in rest
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "partial" and len(result["accuracy_matrix"]) == 1
+    assert (tmp_path / "checkpoint.pkl").exists()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_the_final_write_still_leaves_results_and_model(tmp_path, signum, code):
+    process = spawn("run", "--plugin", HOSTILE / "slow_final_write.py", *ONE_EPOCH, "--out", tmp_path,
+                    env={"HOSTILE_SLOW_WRITE": "1"})
+    lines = wait_for(process, "WRITING RESULTS")
+    process.send_signal(signum)
+    rest, _ = process.communicate(timeout=90)
+    assert process.returncode == code, "".join(lines) + rest
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "complete"
+    assert (tmp_path / "model.pt").stat().st_size > 0
+
+
+def test_failed_rerun_leaves_a_complete_run_untouched(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    code, out, err = cli("run", *ONE_EPOCH, "--out", run_dir)
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    # With --overwrite, but data that is missing: the failure must come before anything is touched.
+    code, out, err = cli("run", "--overwrite", "--stream", "split-mnist", "--data-root", tmp_path / "nothing",
+                         *ONE_EPOCH, "--out", run_dir)
+    assert code == 2 and "MNIST is not in the data root" in err
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+    code, out, err = cli("run", "--overwrite", *ONE_EPOCH, "--seed", "1", "--out", run_dir)
+    assert code == 0, err
+    events = [p for p in run_dir.iterdir() if p.name.startswith("events.out.tfevents")]
+    assert len(events) == 1  # the old run's TensorBoard file went with it
+    assert json.loads((run_dir / "results.json").read_text())["config"]["seed"] == 1
+
+
+def test_resume_refuses_an_edited_config(cli, tmp_path):
+    killed = tmp_path / "killed"
+    process = subprocess.run(
+        [sys.executable, "-m", "collapsebench.cli", "run", "--plugin", str(FIXTURE_PLUGINS / "dies_before_third.py"),
+         "--strategy", "naive+dies_before_third", *ONE_EPOCH, "--out", str(killed)],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "COLLAPSEBENCH_TEST_KILL": "1"},
+    )
+    assert process.returncode == 9, process.stderr
+    recorded = json.loads((killed / "config.json").read_text())
+    (killed / "config.json").write_text(json.dumps({**recorded, "lr": 0.5, "seed": 3}))
+    code, out, err = cli("run", "--resume", killed)
+    assert code == 2, err
+    assert "no longer matches the config its checkpoint was trained with (changed: lr, seed)" in err
+    assert (killed / "checkpoint.pkl").exists()
