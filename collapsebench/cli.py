@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="architecture name (default mlp)")
     run.add_argument("--strategy", help="strategy name, or several joined by + (default naive)")
     run.add_argument("--evaluators", help="comma-separated evaluator names (default weights,activations)")
+    run.add_argument("--checkpoint-every", type=int, metavar="N",
+                     help="checkpoint after every N-th experience (default 1); a resume repeats at most N-1")
     run.add_argument("--evaluation", metavar="PROTOCOL",
                      help="test experiences measured after each one: full, seen, current or every:N "
                           "(default: the stream's, else full)")
@@ -182,7 +184,7 @@ def cmd_list(args) -> int:
 RUN_FLAGS = (
     "stream", "scenario", "model", "strategy", "evaluators", "evaluation", "seed", "epochs", "lr", "batch_size",
     "optimizer", "momentum", "weight_decay", "probe_size", "device", "threads", "data_root", "download", "out",
-    "tensorboard_figures",
+    "tensorboard_figures", "checkpoint_every",
 )
 
 
@@ -286,8 +288,8 @@ def _resumed_run(args):
 
 def cmd_run(args) -> int:
     manager, registry, configs = prepare_runs(args)
+    from collapsebench.preflight import check_data
     from collapsebench.results import RESULTS_FILE
-    from collapsebench.runner import execute
     from collapsebench.summary import render_summary
 
     for config in configs:
@@ -295,6 +297,9 @@ def cmd_run(args) -> int:
         if args.resume and _is_complete(config.run_dir() / RESULTS_FILE):
             print(f"collapsebench: {config.run_dir()} is already complete; nothing to resume.")
             continue
+        check_data(config, registry)
+        from collapsebench.runner import execute  # torch and Avalanche: only once something trains
+
         print(f"collapsebench: {where} / {config.strategy}, seed {config.seed} -> {config.run_dir()}", flush=True)
         try:
             result = execute(config, manager, registry, resume=bool(args.resume))

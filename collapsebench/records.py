@@ -184,6 +184,10 @@ class Stream(_Provided):
     #: a name such as ``"current"``, or ``f(resolved_options) -> name or None`` when it depends
     #: on the options (permuted MNIST with hundreds of permutations). None: ``full``.
     default_evaluation: str | Callable[[Mapping[str, Any]], str | None] | None = None
+    #: ``check_data(context: StreamContext, **options)``, optional: raise CollapsebenchError when
+    #: the data root lacks a file the factory reads. It must be cheap and import neither torch
+    #: nor Avalanche: it runs before they load, so a missing data set is reported at once.
+    check_data: Callable[..., None] | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -200,6 +204,8 @@ class Stream(_Provided):
                 raise ValueError(f"Stream {self.name!r}: default_evaluation: {exc}") from None
         elif self.default_evaluation is not None and not callable(self.default_evaluation):
             raise ValueError(f"Stream {self.name!r}: default_evaluation must be a protocol name or a function")
+        if self.check_data is not None and not callable(self.check_data):
+            raise ValueError(f"Stream {self.name!r}: check_data must be callable")
 
     @property
     def default_scenario(self) -> str:

@@ -130,3 +130,86 @@ def test_a_plugin_using_gem_wandb_torchvision_and_matplotlib_works(tmp_path):
         assert f"deferred import of {name} runs now" in done.stderr
     result = json.loads((tmp_path / "run" / "results.json").read_text())
     assert result["status"] == "complete"
+
+
+#: Runs ``collapsebench ARGS`` in a fresh process; prints its exit code and whether torch or
+#: Avalanche were imported. Timing would be flaky on a shared machine; imports are not.
+CLI_AND_REPORT = """
+import json, sys
+from collapsebench.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "torch": "torch" in sys.modules,
+                  "avalanche": any(n.split(".")[0] == "avalanche" for n in sys.modules)}))
+"""
+
+
+def _cli_imports(*args) -> tuple[dict, str]:
+    done = _python(CLI_AND_REPORT, *map(str, args), timeout=120)
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stdout + done.stderr
+
+
+def _complete_run(directory: Path) -> Path:
+    from collapsebench.config import build_config
+
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps(build_config({"out": str(directory)}).to_dict()))
+    (directory / "results.json").write_text(json.dumps({"status": "complete"}))
+    return directory
+
+
+@pytest.mark.parametrize("case", ["resume-complete", "missing-data", "incomplete-data", "bad-option",
+                                  "unknown-plugin", "refused-track-flag"])
+def test_answers_without_importing_torch(case, tmp_path):
+    incomplete = tmp_path / "incomplete" / "MNIST" / "raw"
+    incomplete.mkdir(parents=True)
+    (incomplete / "train-images-idx3-ubyte").write_bytes(b"")
+    args, code, says = {
+        "resume-complete": (["run", "--resume", _complete_run(tmp_path / "done")], 0, "already complete"),
+        "missing-data": (["run", "--stream", "split-mnist", "--data-root", tmp_path / "nothing"], 2, "MNIST"),
+        "incomplete-data": (["run", "--stream", "permuted-mnist", "--data-root", tmp_path / "incomplete"], 2,
+                            "t10k-labels-idx1-ubyte"),
+        "bad-option": (["run", "--stream-option", "n_experiences=99"], 2, "n_experiences"),
+        "unknown-plugin": (["run", "--plugin", "no_such_collapsebench_plugin"], 2, "no_such_collapsebench_plugin"),
+        "refused-track-flag": (["run", "--track", "split-digits-mlp", "--model-option", "hidden=[8]"], 2, "fixes"),
+    }[case]
+    report, output = _cli_imports(*args)
+    assert report["code"] == code, output
+    assert says in output
+    assert not report["torch"] and not report["avalanche"], f"{case} imported torch or Avalanche"
+
+
+def test_data_checks_name_the_files_the_loaders_read():
+    from collapsebench_plugins.streams import cifar, imagenet32, layout, mnist
+
+    assert layout.MNIST[0] == str(mnist.mnist_folder(Path("")).as_posix()) and layout.MNIST[1] == tuple(mnist.FILES.values())
+    assert layout.CIFAR10[:2] == (cifar.CIFAR10_FOLDER, tuple(cifar.CIFAR10_FILES))
+    assert layout.CIFAR100[:2] == (cifar.CIFAR100_FOLDER, tuple(cifar.CIFAR100_FILES))
+    assert layout.IMAGENET32[:2] == (imagenet32.FOLDER, tuple(imagenet32.TRAIN_FILES))
+    assert layout.IMAGENET32_VAL == imagenet32.VAL_FILE
+
+
+def test_a_stream_check_runs_with_the_streams_resolved_options(tmp_path):
+    from collapsebench.config import build_config
+    from collapsebench.manager import build_manager
+    from collapsebench.preflight import check_data
+    from collapsebench.registry import Registry
+    from collapsebench.errors import CollapsebenchError
+
+    registry = Registry(build_manager([]))
+    root = tmp_path / "imagenet32"
+    root.mkdir()
+    for name in imagenet_train_files():
+        (root / name).write_bytes(b"")
+    base = {"stream": "continual-imagenet32", "model": "convnet", "data_root": str(tmp_path)}
+    check_data(build_config(base), registry)  # the training batches are all it reads by default
+    with pytest.raises(CollapsebenchError, match="val_data.npz"):
+        check_data(build_config({**base, "stream_options": {"test_images": "val"}}), registry)
+    with pytest.raises(CollapsebenchError, match="cifar-100-python"):
+        check_data(build_config({"stream": "random-labels", "data_root": str(tmp_path),
+                                 "stream_options": {"base": "split-cifar100"}}), registry)
+
+
+def imagenet_train_files():
+    from collapsebench_plugins.streams import layout
+
+    return layout.IMAGENET32_TRAIN

@@ -10,6 +10,8 @@ from importlib import import_module
 
 from collapsebench import Option, Stream
 
+from . import layout
+
 
 def _lazy(module: str, function: str):
     def factory(context, **options):
@@ -47,11 +49,19 @@ def _subset_options(what: str = "experience") -> tuple[Option, ...]:
     )
 
 
+def _check_base_data(context, base="split-mnist", base_options=None, **options) -> None:
+    """random-labels reads its base's files: check them when the base is a built-in stream."""
+    record = next((s for s in STREAMS if s.name == base), None)
+    if record is not None and record.check_data is not None:
+        record.check_data(context, **{**record.option_defaults(), **(base_options or {})})
+
+
 STREAMS = (
     Stream(
         name="split-mnist",
         description="MNIST in 5 experiences of 2 digits (torchvision's raw IDX files under the data root)",
         factory=_lazy("mnist", "build_split_mnist"),
+        check_data=layout.check_mnist,
         scenarios=("class", "task"),
         options=(
             Option("n_experiences", 5, "number of experiences; the 10 digits are divided evenly", minimum=1, maximum=10),
@@ -63,6 +73,7 @@ STREAMS = (
         name="permuted-mnist",
         description="MNIST under a fixed random pixel permutation per experience (Dohare's online setting: 800)",
         factory=_lazy("mnist", "build_permuted_mnist"),
+        check_data=layout.check_mnist,
         scenarios=("domain",),
         default_evaluation=_current_when_long,
         options=(
@@ -75,6 +86,7 @@ STREAMS = (
         name="split-cifar10",
         description="CIFAR-10 in 2 experiences of 5 classes (Ramasesh et al.) or 5 of 2",
         factory=_lazy("cifar", "build_split_cifar10"),
+        check_data=layout.check_cifar10,
         scenarios=("class", "task"),
         options=(
             Option("n_experiences", 2, "number of experiences; the 10 classes are divided evenly", minimum=1, maximum=10),
@@ -86,6 +98,7 @@ STREAMS = (
         name="split-cifar100",
         description="CIFAR-100 in 10 or 20 experiences of equal class groups",
         factory=_lazy("cifar", "build_split_cifar100"),
+        check_data=layout.check_cifar100,
         scenarios=("class", "task"),
         options=(
             Option("n_experiences", 10, "number of experiences; the 100 classes are divided evenly", minimum=1, maximum=100),
@@ -97,6 +110,7 @@ STREAMS = (
         name="cifar100-shift",
         description="CIFAR-100 20-way superclass task; each experience has different subclasses of every superclass",
         factory=_lazy("cifar", "build_cifar100_shift"),
+        check_data=layout.check_cifar100,
         scenarios=("domain", "task"),
         options=(
             Option(
@@ -114,6 +128,7 @@ STREAMS = (
         name="continual-imagenet32",
         description="Dohare's Continual ImageNet: binary tasks on pairs of 32x32 ImageNet classes, head reset per task",
         factory=_lazy("imagenet32", "build_continual_imagenet32"),
+        check_data=layout.check_imagenet32,
         scenarios=("domain", "task"),
         # The head is reset for every task: testing old tasks measures heads that are gone.
         default_evaluation="current",
@@ -135,6 +150,7 @@ STREAMS = (
         name="random-labels",
         description="another stream's inputs with labels shuffled within each experience: a pure plasticity probe",
         factory=_lazy("random_labels", "build_random_labels"),
+        check_data=_check_base_data,
         scenarios=("class", "task", "domain"),
         options=(
             Option("base", "split-mnist", "the stream whose inputs are used"),
