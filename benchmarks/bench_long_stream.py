@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("COLLAPSEBENCH_DATA_ROOT", REPO.parent / "shared" / "data"))
 
 
-def child(tasks: int, evaluators: list[str], out: Path, test_subset: int) -> dict:
+def child(tasks: int, evaluators: list[str], out: Path, test_subset: int, checkpoint_every: int) -> dict:
     from collapsebench.config import build_config
     from collapsebench.manager import build_manager
     from collapsebench.registry import Registry
@@ -41,7 +41,7 @@ def child(tasks: int, evaluators: list[str], out: Path, test_subset: int) -> dic
     config = build_config({
         "stream": "permuted-mnist", "model": "mlp", "strategy": "naive", "evaluators": evaluators,
         "evaluation": "current", "epochs": 1, "batch_size": 16, "lr": 0.03, "momentum": 0.9,
-        "data_root": str(DATA), "out": str(out), "probe_size": 500,
+        "data_root": str(DATA), "out": str(out), "probe_size": 500, "checkpoint_every": checkpoint_every,
         "stream_options": {"n_experiences": tasks, "train_subset": 500, "test_subset": test_subset},
         "model_options": {"widths": [100, 100]},
     })
@@ -63,6 +63,7 @@ def child(tasks: int, evaluators: list[str], out: Path, test_subset: int) -> dic
     return {
         "tasks": tasks,
         "evaluators": evaluators,
+        "checkpoint_every": checkpoint_every,
         "seconds_per_experience": loop / tasks,
         "median_all": statistics.median(per_experience),
         "median_first_tenth": statistics.median(per_experience[:tenth]),
@@ -104,13 +105,14 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, nargs="+", default=[50, 200, 800])
     parser.add_argument("--evaluators", default="", help="comma-separated evaluators (default: none)")
     parser.add_argument("--test-subset", type=int, default=500, help="test images per task")
+    parser.add_argument("--checkpoint-every", type=int, default=1, help="the runner's checkpoint_every")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "bench_long_stream.json"))
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     evaluators = [e for e in args.evaluators.split(",") if e]
     if args.child:
-        print(json.dumps(child(args.child, evaluators, Path(args.out), args.test_subset)))
+        print(json.dumps(child(args.child, evaluators, Path(args.out), args.test_subset, args.checkpoint_every)))
         return 0
     if not (DATA / "MNIST" / "raw").exists():
         print(f"No MNIST under {DATA} (set COLLAPSEBENCH_DATA_ROOT).", file=sys.stderr)
@@ -120,7 +122,8 @@ def main() -> int:
         for tasks in args.tasks:
             process = subprocess.run(
                 [sys.executable, __file__, "--child", str(tasks), "--evaluators", args.evaluators,
-                 "--test-subset", str(args.test_subset), "--out", str(Path(scratch) / f"T{tasks}")],
+                 "--test-subset", str(args.test_subset), "--checkpoint-every", str(args.checkpoint_every),
+                 "--out", str(Path(scratch) / f"T{tasks}")],
                 cwd=REPO, capture_output=True, text=True,
             )
             if process.returncode != 0:
@@ -129,7 +132,7 @@ def main() -> int:
             rows.append(json.loads(process.stdout.strip().splitlines()[-1]))
             print(f"T={tasks}: {rows[-1]['seconds_per_experience']:.3f} s per experience", file=sys.stderr, flush=True)
     previous = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
-    previous[",".join(evaluators) or "none"] = rows
+    previous[f"evaluators={','.join(evaluators) or 'none'} checkpoint_every={args.checkpoint_every}"] = rows
     Path(args.json).write_text(json.dumps(previous, indent=2) + "\n")
     print(table(rows))
     return 0

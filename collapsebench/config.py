@@ -64,6 +64,9 @@ class RunConfig:
     out: str | None = None  # None: runs/<stream>-<model>-<strategy>-seed<seed>
     #: Checkpoint after every experience so that `run --resume` can continue an interrupted run.
     checkpoint: bool = True
+    #: Checkpoint after every N-th experience: on a long stream of short experiences a checkpoint
+    #: per experience is a tenth of the run (docs/performance.md); a resume repeats at most N-1.
+    checkpoint_every: int = 1
     #: Draw the report's figures into TensorBoard after every experience (about 2 s each);
     #: off by default so that no plotting runs in a training process unless asked.
     tensorboard_figures: bool = False
@@ -104,6 +107,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "weight_decay": (0.0, 100.0),
     "threads": (0, 4096),
     "probe_size": (1, 10_000_000),
+    "checkpoint_every": (1, 10_000_000),
 }
 TABLE_KEYS = ("stream_options", "model_options", "strategy_options", "evaluator_options")
 NAME_LIST_KEYS = ("evaluators", "plugins")
@@ -215,7 +219,7 @@ def _check(key: str, value: Any) -> Any:
 #: Config keys that say where and how a run executes, not what it computes: moving a run's
 #: output or data, or running it with other thread counts, does not change its result.
 #: ``plugins`` is left out too: results.json records the loaded plugins, not the ``--plugin`` specs.
-LOCAL_KEYS = ("out", "data_root", "download", "plugins", "threads", "checkpoint")
+LOCAL_KEYS = ("out", "data_root", "download", "plugins", "threads", "checkpoint", "checkpoint_every")
 
 
 def identity_of(config: dict[str, Any]) -> dict[str, Any]:

@@ -27,11 +27,11 @@ class Journal:
     def start(self) -> None:
         self.path.write_bytes(b"")
 
-    def append(self, entry: dict[str, Any]) -> int:
-        """Add one experience's entry; return the journal's length in bytes afterwards."""
-        line = json.dumps(json_safe(entry), allow_nan=False, separators=(",", ":")) + "\n"
+    def append(self, entries: list[dict[str, Any]]) -> int:
+        """Add experiences' entries, one line each; return the journal's length in bytes afterwards."""
+        lines = "".join(json.dumps(json_safe(e), allow_nan=False, separators=(",", ":")) + "\n" for e in entries)
         with self.path.open("ab") as handle:
-            handle.write(line.encode())
+            handle.write(lines.encode())
             handle.flush()
             return handle.tell()
 

@@ -294,6 +294,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         return value
 
     status, outcome = "complete", {}
+    unsaved: list[dict[str, Any]] = []  # journal entries of the experiences since the last checkpoint
     # Held until results.json is written: a signal during the final write waits for it.
     with deferred_interrupts(stopper, hold=True):
         try:
@@ -308,12 +309,14 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
                 online_accuracy.append(online.accuracy())
                 progress.accuracy_row(cells)
                 timed("figures", lambda: board.after_experience(matrix, recorder.records))
-                if config.checkpoint and len(matrix) < n_experiences:
+                unsaved.append({
+                    "experience": experience.current_experience, "cells": [[j, a] for j, a in cells.items()],
+                    "online_accuracy": online_accuracy[-1], "records": recorder.records[first_record:],
+                })
+                if config.checkpoint and len(matrix) < n_experiences and len(matrix) % config.checkpoint_every == 0:
                     tick = time.perf_counter()
-                    journal_bytes = journal.append({
-                        "experience": experience.current_experience, "cells": [[j, a] for j, a in cells.items()],
-                        "online_accuracy": online_accuracy[-1], "records": recorder.records[first_record:],
-                    })
+                    journal_bytes = journal.append(unsaved)
+                    unsaved = []
                     checkpoint.save(strategy, run_dir, {
                         "experiences_done": len(matrix), "journal_bytes": journal_bytes, "config_identity": identity,
                         "evaluator_seconds": recorder.seconds, "timing": timing,

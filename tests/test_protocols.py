@@ -243,10 +243,11 @@ def test_the_runner_measures_exactly_the_protocols_cells(cli, tiny_plugin, tmp_p
     assert "bwt" in result["summary"] and "average_accuracy" in result["summary"]
 
 
-def test_a_current_run_resumes_to_the_uninterrupted_result(cli, tiny_plugin, tmp_path):
+@pytest.mark.parametrize("every", [1, 2])
+def test_a_current_run_resumes_to_the_uninterrupted_result(cli, tiny_plugin, tmp_path, every):
     args = [*tiny_args(tiny_plugin, 5), "--plugin", str(FIXTURE_PLUGINS / "dies_before_third.py"),
             "--strategy", "replay+dies_before_third", "--strategy-option", "replay.mem_size=6",
-            "--evaluation", "current", "--seed", "3"]
+            "--evaluation", "current", "--seed", "3", "--checkpoint-every", str(every)]
     code, out, err = cli("run", *args, "--out", tmp_path / "whole")
     assert code == 0, err
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())
@@ -283,6 +284,11 @@ def test_a_long_stream_keeps_per_experience_work_flat(cli, tiny_plugin, tmp_path
 
     monkeypatch.setattr(runner, "accuracy_row", counting_row)
     monkeypatch.setattr(checkpoint, "save", measuring_save)
+    code, out, err = cli("run", *tiny_args(tiny_plugin, 30, "--evaluators", "", "--checkpoint-every", "7"),
+                         "--out", tmp_path / "sparse")
+    assert code == 0, err
+    assert len(progress_sizes) == 4  # after experiences 7, 14, 21 and 28
+    progress_sizes.clear(), cached.clear(), reported.clear()
     started = time.perf_counter()
     code, out, err = cli("run", *tiny_args(tiny_plugin, 300, "--evaluators", "weights", "--evaluation", "current"),
                          "--out", tmp_path / "long")
