@@ -6,6 +6,11 @@ augmentation), the run gathers each experience's samples into tensors once and s
 minibatches out of them: same samples, same shuffling source (the global torch RNG), the same
 Avalanche training loop, but without the per-sample overhead that made plain Avalanche about
 1.8x slower than a hand-written loop on MNIST (docs/performance.md).
+
+Unshuffled, the batches are exactly DataLoader's. Shuffled, the order differs from
+DataLoader's for the same seed: DataLoader's sampler seeds a generator of its own from the
+global RNG, TensorBatches draws its permutation from the global RNG directly. Each is fixed by
+the run's seed, and each epoch holds every sample once (tests/test_avalanche_equivalence.py).
 """
 
 from __future__ import annotations
@@ -128,14 +133,16 @@ class TensorBatchesMixin:
         if tensors is not None and len(torch.unique(tensors[2])) > 1:
             tensors = None
         if tensors is None:
-            return super().make_train_dataloader(num_workers, shuffle, pin_memory, persistent_workers, drop_last, **kwargs)
+            return super().make_train_dataloader(num_workers=num_workers, shuffle=shuffle, pin_memory=pin_memory,
+                                                 persistent_workers=persistent_workers, drop_last=drop_last, **kwargs)
         self.dataloader = TensorBatches(tensors, self.train_mb_size, shuffle, drop_last)
 
     def make_eval_dataloader(self, num_workers=0, shuffle=False, pin_memory=None, persistent_workers=False, **kwargs):
         # Keyed by the experience's own dataset: the adapted one is a new object at every call.
         tensors = self._gathered(self.experience.dataset, self.adapted_dataset)
         if tensors is None:
-            return super().make_eval_dataloader(num_workers, shuffle, pin_memory, persistent_workers, **kwargs)
+            return super().make_eval_dataloader(num_workers=num_workers, shuffle=shuffle, pin_memory=pin_memory,
+                                                persistent_workers=persistent_workers, **kwargs)
         self.dataloader = TensorBatches(tensors, self.eval_mb_size, shuffle)
 
 

@@ -1,0 +1,203 @@
+"""The two Avalanche shortcuts of a run against plain Avalanche.
+
+- ``LeanEvaluationPlugin`` skips callbacks nobody listens to: every metric value it reports
+  equals plain ``EvaluationPlugin``'s.
+- ``fastdata``'s tensor minibatches: without shuffling, the very batches of Avalanche's
+  DataLoader, and so the same accuracy matrix. With shuffling the order legitimately differs:
+  both draw it from the global torch RNG (so from the run's seed), but DataLoader's sampler
+  seeds a generator of its own from it and TensorBatches calls ``randperm`` on it directly.
+  What holds then, and is tested: every epoch is a permutation of the experience with the same
+  batch sizes, and the same seed gives the same order.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from collapsebench import CollapseMetric, Measurement
+from collapsebench.evaluation import LeanEvaluationPlugin, Recorder
+from collapsebench.fastdata import TensorBatches, with_tensor_batches
+
+N_CLASSES, IN_FEATURES = 3, 5
+
+
+def stream(n_experiences=2, n=70, seed=0):
+    """Gaussian inputs labelled by a random linear map per experience (70: a last short batch)."""
+    from collapsebench_plugins.streams.tensors import assemble, tensor_dataset
+
+    generator = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for _ in range(n_experiences):
+        mapping = torch.randn(IN_FEATURES, N_CLASSES, generator=generator)
+        for part in (train, test):
+            x = torch.randn(n, IN_FEATURES, generator=generator)
+            part.append(tensor_dataset(x, (x @ mapping).argmax(dim=1)))
+    return assemble(train, test, [set(range(N_CLASSES))] * n_experiences)
+
+
+def model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(IN_FEATURES, 16), nn.ReLU(), nn.Linear(16, N_CLASSES))
+
+
+class Batches:
+    """An Avalanche training plugin that keeps every minibatch the template trains or evaluates on."""
+
+    def __init__(self):
+        from avalanche.core import SupervisedPlugin
+
+        seen = self.seen = {"train": [], "eval": [], "loaders": set()}
+
+        class Keep(SupervisedPlugin):
+            def before_training_iteration(self, strategy, **kwargs):
+                seen["train"].append((strategy.mb_x.clone(), strategy.mb_y.clone()))
+                seen["loaders"].add(type(strategy.dataloader).__name__)
+
+            def before_eval_iteration(self, strategy, **kwargs):
+                seen["eval"].append((strategy.mb_x.clone(), strategy.mb_y.clone()))
+                seen["loaders"].add(type(strategy.dataloader).__name__)
+
+        self.plugin = Keep()
+
+
+def template(net, *, fast, plugins=(), evaluator=None, epochs=2, batch_size=16):
+    from avalanche.training.plugins import EvaluationPlugin
+    from avalanche.training.templates import SupervisedTemplate
+
+    if evaluator is None:
+        from avalanche.evaluation.metrics import accuracy_metrics
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # no loggers, on purpose
+            evaluator = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
+    cls = with_tensor_batches(SupervisedTemplate) if fast else SupervisedTemplate
+    return cls(model=net, optimizer=torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9),
+               criterion=nn.CrossEntropyLoss(), train_mb_size=batch_size, train_epochs=epochs, eval_mb_size=32,
+               device="cpu", plugins=list(plugins), evaluator=evaluator)
+
+
+def accuracy_matrix(strategy, benchmark, shuffle):
+    matrix = []
+    for experience in benchmark.train_stream:
+        strategy.train(experience, shuffle=shuffle)
+        results = strategy.eval(benchmark.test_stream)
+        matrix.append([results[f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{j:03d}"]
+                       for j in range(len(benchmark.test_stream))])
+    return matrix
+
+
+# --- fastdata: TensorBatches against Avalanche's DataLoader ----------------------------------
+
+
+def test_unshuffled_tensor_batches_are_avalanches_batches():
+    benchmark = stream(n_experiences=1)
+    runs = {}
+    for fast in (False, True):
+        keep = Batches()
+        strategy = template(model(), fast=fast, plugins=[keep.plugin], epochs=1)
+        strategy.train(benchmark.train_stream[0], shuffle=False)
+        strategy.eval(benchmark.test_stream)
+        runs[fast] = keep.seen
+        assert keep.seen["loaders"] == ({TensorBatches.__name__} if fast else {"TaskBalancedDataLoader", "SingleDatasetDataLoader"})
+    for phase in ("train", "eval"):
+        plain, fast = runs[False][phase], runs[True][phase]
+        assert [len(y) for _, y in plain] == [len(y) for _, y in fast] == ([16] * 4 + [6] if phase == "train" else [32, 32, 6])
+        for (x0, y0), (x1, y1) in zip(plain, fast):
+            assert torch.equal(x0, x1) and torch.equal(y0, y1)
+
+
+def test_same_accuracy_matrix_without_shuffling():
+    benchmark = stream()
+    plain = accuracy_matrix(template(model(), fast=False), benchmark, shuffle=False)
+    fast = accuracy_matrix(template(model(), fast=True), benchmark, shuffle=False)
+    assert plain == fast
+    assert plain[0][0] > 1 / N_CLASSES  # it learned: the comparison is not between two untrained nets
+
+
+def _shuffled_epochs(fast, seed):
+    benchmark = stream(n_experiences=1)
+    keep = Batches()
+    strategy = template(model(), fast=fast, plugins=[keep.plugin], epochs=2)
+    torch.manual_seed(seed)
+    strategy.train(benchmark.train_stream[0])
+    return keep.seen["train"], benchmark.train_stream[0].dataset
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["dataloader", "tensor_batches"])
+def test_shuffled_order_is_a_permutation_fixed_by_the_seed(fast):
+    batches, _ = _shuffled_epochs(fast, seed=3)
+    again, _ = _shuffled_epochs(fast, seed=3)
+    other, _ = _shuffled_epochs(fast, seed=4)
+    assert all(torch.equal(a[1], b[1]) and torch.equal(a[0], b[0]) for a, b in zip(batches, again))
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(batches, other))
+    assert [len(y) for _, y in batches] == ([16] * 4 + [6]) * 2
+
+
+def test_shuffled_epochs_hold_each_sample_once_in_both_loaders():
+    plain, dataset = _shuffled_epochs(False, seed=3)
+    fast, _ = _shuffled_epochs(True, seed=3)
+    everything = torch.stack([dataset[i][0] for i in range(len(dataset))])
+
+    def epoch_rows(batches, epoch):
+        rows = torch.cat([x for x, _ in batches[5 * epoch:5 * epoch + 5]])
+        return sorted(map(tuple, rows.tolist()))
+
+    expected = sorted(map(tuple, everything.tolist()))
+    for epoch in (0, 1):
+        assert epoch_rows(plain, epoch) == epoch_rows(fast, epoch) == expected
+    # The documented difference: same seed, different order.
+    assert not torch.equal(plain[0][0], fast[0][0])
+
+
+# --- LeanEvaluationPlugin against EvaluationPlugin --------------------------------------------
+
+
+class WeightNorm(CollapseMetric):
+    """A collapsebench evaluator metric at every cadence: end, start of experience, every 2 iterations."""
+
+    def measure(self, strategy, phase):
+        norm = torch.linalg.norm(strategy.model[0].weight.detach()).item()
+        yield Measurement("norm", "weights", "fc", norm)
+
+
+def _logged_run(lean):
+    from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+    from avalanche.logging import BaseLogger
+    from avalanche.training.plugins import EvaluationPlugin
+
+    logged = []
+
+    class Keep(BaseLogger):
+        def log_single_metric(self, name, value, x_plot):
+            logged.append((name, float(value) if not torch.is_tensor(value) else value.tolist(), x_plot))
+
+    recorder = Recorder()
+    metrics = [accuracy_metrics(minibatch=True, epoch=True, experience=True, stream=True),
+               loss_metrics(minibatch=True, epoch=True, experience=True, stream=True),
+               WeightNorm(recorder, every_n_iterations=2, at_experience_start=True)]
+    flat = [m for group in metrics for m in (group if isinstance(group, list) else [group])]
+    evaluator = LeanEvaluationPlugin(*flat, loggers=[Keep()]) if lean else EvaluationPlugin(*flat, loggers=[Keep()])
+    benchmark = stream()
+    strategy = template(model(), fast=False, evaluator=evaluator)
+    torch.manual_seed(0)
+    results = []
+    for experience in benchmark.train_stream:
+        strategy.train(experience)
+        results.append(strategy.eval(benchmark.test_stream))
+    return logged, results, recorder.records
+
+
+def test_lean_evaluation_reports_the_same_metric_values():
+    plain_logged, plain_results, plain_records = _logged_run(lean=False)
+    lean_logged, lean_results, lean_records = _logged_run(lean=True)
+    assert lean_logged == plain_logged
+    assert lean_results == plain_results
+    assert lean_records == plain_records
+    names = {name.split("/")[0] for name, _, _ in plain_logged}
+    # Every kind of value was compared: minibatch, epoch, experience and stream metrics, ours too.
+    assert {"Top1_Acc_MB", "Top1_Acc_Epoch", "Top1_Acc_Exp", "Top1_Acc_Stream", "Loss_MB", "norm"} <= names
+    assert {r["phase"] for r in plain_records} == {"end", "start", "iteration"}
