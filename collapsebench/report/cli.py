@@ -46,7 +46,25 @@ def _check_dirs(paths: list[str]) -> list[Path]:
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise CollapsebenchError(f"No such run directory: {', '.join(map(repr, missing))}.")
-    return [Path(p) for p in paths]
+    # One run named twice (DIR DIR, or DIR and DIR/results.json) is one run, not two seeds.
+    unique: dict[Path, Path] = {}
+    for p in map(Path, paths):
+        key = (p / "results.json" if p.is_dir() else p).resolve()
+        unique.setdefault(key, p)
+    return list(unique.values())
+
+
+def _check_output(output: Path) -> Path:
+    """The page to write: checked before any figure is drawn, since the PNGs go beside it."""
+    if output.is_dir():
+        raise CollapsebenchError(f"-o {str(output)!r} is a folder; give the path of the .html page to write "
+                                 f"(for example {str(output / DEFAULT_PAGE)!r}).")
+    parent = output.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CollapsebenchError(f"-o {str(output)!r} cannot be written: {str(parent)!r} is a file, not a folder.")
+    return output
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -56,7 +74,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     runs = load_runs(paths)
     if args.output:
-        output = Path(args.output)
+        output = _check_output(Path(args.output))
     elif len(paths) == 1 and paths[0].is_dir():
         output = paths[0] / DEFAULT_PAGE
     else:

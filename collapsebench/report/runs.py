@@ -101,6 +101,8 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
     runs = [Run(Path(p), read_results(p)) for p in paths]
     if not runs:
         raise CollapsebenchError("No run directories given.")
+    for run in runs:
+        check_matrix(run)
     benchmarks = {(r.config.get("stream"), r.config.get("model")) for r in runs}
     for run in runs:
         if len(benchmarks) == 1:
@@ -183,3 +185,25 @@ def cka_records(run: Run) -> list[tuple[str, int, int, float]]:
         if probe is not None and value is not None and math.isfinite(float(value)):
             rows.append((str(r["layer"]), int(probe), int(r["experience"]), float(value)))
     return rows
+
+
+def check_matrix(run: Run) -> None:
+    """The accuracy matrix must be a list of rows of numbers or nulls (null: a cell not measured).
+
+    A string or a row that is not a list is a damaged or hand-edited file: say which cell, rather
+    than fail while drawing.
+    """
+    matrix = run.result.get("accuracy_matrix")
+    where = run.path / "results.json" if run.path.is_dir() else run.path
+    if matrix is None:
+        return
+    if not isinstance(matrix, list):
+        raise CollapsebenchError(f"{where}: accuracy_matrix must be a list of rows, got {type(matrix).__name__}.")
+    for i, row in enumerate(matrix):
+        if not isinstance(row, list):
+            raise CollapsebenchError(f"{where}: row {i} of accuracy_matrix must be a list, got {row!r}.")
+        for j, value in enumerate(row):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise CollapsebenchError(
+                    f"{where}: accuracy_matrix[{i}][{j}] must be a number (or null where unmeasured), got {value!r}."
+                )
