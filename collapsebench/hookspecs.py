@@ -2,7 +2,8 @@
 
 Built-in capabilities use exactly these hooks; so does a third-party package. Provider hooks
 return lists of typed records (:mod:`collapsebench.records`); lifecycle hooks see a run's
-config and its finished result.
+config and its finished result. docs/plugin_hooks.md says when each is called, what it may do,
+and in which order plugins are called.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def collapsebench_track_dirs() -> list[Path]:
 
 @hookspec
 def collapsebench_configure_run(config: RunConfig) -> None:
-    """Inspect or adjust a run's resolved config before anything is built; raise to reject it."""
+    """Inspect or adjust a run's config in place before its options are resolved and anything is built."""
 
 
 @hookspec
