@@ -8,6 +8,7 @@ its loggers (TensorBoard among them); each measurement is also kept as a plain r
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,9 +62,18 @@ class Recorder:
             "phase": phase,
             "iteration": iteration,
         }
+        if record["value"] is not None and not math.isfinite(record["value"]):
+            # JSON has no NaN: the file would say null anyway; say why.
+            record["reason"] = f"not finite ({record['value']})"
+            record["value"] = None
         if measurement.data is not None:
             record["data"] = measurement.data
         self.records.append(record)
+
+    def add_unmeasured(self, metric: str, experience: int, iteration: int, phase: str, reason: str) -> None:
+        """A measurement that could not be made (non-finite weights or activations): null, with the reason."""
+        self.records.append({"name": metric, "kind": "unmeasured", "layer": "*", "experience": experience,
+                             "value": None, "phase": phase, "iteration": iteration, "reason": reason})
 
     def series(self, name: str, kind: str, layer: str, phase: str = "end") -> list[float]:
         """Past values of one measurement, oldest first (for peak normalization)."""
@@ -99,10 +109,17 @@ class CollapseMetric(PluginMetric):
 
     def _emit(self, strategy, phase: str, step: int | None = None) -> list[MetricValue]:
         started = time.perf_counter()
-        measurements = list(self.measure(strategy, phase))
-        self.recorder.seconds += time.perf_counter() - started
         experience = strategy.experience.current_experience
         step = strategy.clock.train_iterations if step is None else step
+        try:
+            measurements = list(self.measure(strategy, phase))
+        except Exception as exc:  # noqa: BLE001 - only failures on non-finite inputs are absorbed
+            reason = _non_finite_reason(strategy, exc)
+            if reason is None:
+                raise
+            self.recorder.add_unmeasured(type(self).__name__, experience, step, phase, reason)
+            measurements = []
+        self.recorder.seconds += time.perf_counter() - started
         values = []
         for m in measurements:
             self.recorder.add(m, experience, step, phase)
@@ -137,6 +154,21 @@ class CollapseMetric(PluginMetric):
 
     def reset(self):
         pass
+
+
+def _non_finite_reason(strategy, exc: Exception) -> str | None:
+    """Why a measurement failed, if it failed on non-finite input (else None: a real bug).
+
+    Linear algebra on NaN or infinite weights or activations fails to converge; an evaluator must
+    then record null with the reason rather than end the run.
+    """
+    model = getattr(strategy, "model", None)
+    parameters = list(model.parameters()) if model is not None else []
+    if any(not bool(torch.isfinite(p.detach()).all()) for p in parameters):
+        return f"the model's parameters are not finite ({type(exc).__name__}: {exc})"
+    if isinstance(exc, torch.linalg.LinAlgError):
+        return f"non-finite or degenerate input to linear algebra ({exc})"
+    return None
 
 
 def _ignore(strategy, **kwargs):
