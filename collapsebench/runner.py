@@ -23,7 +23,7 @@ from collapsebench import results as results_io
 from collapsebench.config import RunConfig, identity_differences, identity_of, resolve_component_options
 from collapsebench.errors import CollapsebenchError, Diverged, PluginFailed
 from collapsebench.divergence import DivergenceGuard, TrainingDiverged
-from collapsebench import faults
+from collapsebench import eventfiles, faults
 from collapsebench.evaluation import LeanEvaluationPlugin, Recorder
 from collapsebench.interrupts import StopAtSafePoint, deferred_interrupts
 from collapsebench import checkpoint, fastdata, protocols
@@ -283,6 +283,10 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
                 metric.load_state_dict(state)
         timing.update({k: v for k, v in restored["timing"].items() if k != "build"})
         echo(f"Resuming after experience {done} of {n_experiences}.")
+        # What the interrupted run logged after its checkpoint is logged again from here on.
+        writer = evaluation.loggers[0].writer
+        eventfiles.drop_events_after(run_dir, strategy.clock.train_iterations,
+                                     keep=getattr(writer._get_file_writer().event_writer, "_file_name", None))
 
     def timed(phase: str, call):
         """Run ``call``, adding its time to ``phase`` less the one-time gathering of tensors."""

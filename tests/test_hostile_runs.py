@@ -175,3 +175,33 @@ def test_resume_refuses_an_edited_config(cli, tmp_path):
     assert code == 2, err
     assert "no longer matches the config its checkpoint was trained with (changed: lr, seed)" in err
     assert (killed / "checkpoint.pkl").exists()
+
+
+def scalar_steps(run_dir) -> list[tuple[str, int]]:
+    """(tag, step) of every summary value in every event file, layout excepted."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    seen = []
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            seen += [(v.tag, event.step) for v in event.summary.value if v.tag != "custom_scalars__config__"]
+    return seen
+
+
+def test_resume_logs_no_scalar_twice_for_one_step(cli, tmp_path):
+    """Interrupted after an epoch of experience 2 had been logged; resumed from the checkpoint of experience 1."""
+    process = spawn("run", "--epochs", "3", "--probe-size", "100", "--evaluator-option", "weights.every_n_iterations=5",
+                    "--out", tmp_path)
+    lines = wait_for(process, "experience 2/5")
+    lines += wait_for(process, "  epoch 2/3")
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=90)
+    assert process.returncode == 130, "".join(lines) + rest
+    before = scalar_steps(tmp_path)
+    code, out, err = cli("run", "--resume", tmp_path)
+    assert code == 0, err
+    steps = scalar_steps(tmp_path)
+    duplicated = {key for key in steps if steps.count(key) > 1}
+    assert not duplicated, sorted(duplicated)[:10]
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
+    assert len(steps) > len(before)
