@@ -1,7 +1,8 @@
 """Benchmark tracks: TOML files that fix a protocol so that strategies can be compared.
 
 A track fixes the stream and its options, the architecture, the training budget, the
-evaluators and the seeds. A user running a track chooses only the strategy (and its options),
+evaluators, the evaluation protocol and the seeds, and may declare what its leaderboard ranks
+on (``track.rank``; default: accuracy and capacity retention). A user running a track chooses only the strategy (and its options),
 where to write, and on which device. Track files come from directories that collapsebench
 plugins return from ``collapsebench_track_dirs``.
 """
@@ -20,9 +21,9 @@ from collapsebench.records import NAME_PATTERN, Track
 PROTOCOL_KEYS = (
     "stream", "scenario", "model", "evaluators", "epochs", "lr", "batch_size", "eval_batch_size",
     "optimizer", "momentum", "weight_decay", "probe_size", "stream_options", "model_options",
-    "evaluator_options",
+    "evaluator_options", "evaluation",
 )
-TRACK_KEYS = ("name", "description", "seeds", "expected_minutes_per_seed", "data")
+TRACK_KEYS = ("name", "description", "seeds", "expected_minutes_per_seed", "data", "rank")
 
 
 def read_track(path: Path) -> Track:
@@ -46,6 +47,11 @@ def read_track(path: Path) -> Track:
     for key in ("stream", "model"):
         if key not in run:
             problems.append(f"run.{key} is required")
+    rank = meta.get("rank")
+    if rank is not None:
+        from collapsebench.leaderboard.ranking import check_rank  # plain Python
+
+        problems += check_rank(rank)
     if problems:
         raise CollapsebenchError(f"Track file {str(path)!r} is invalid: " + "; ".join(problems) + ".")
     return Track(
@@ -55,6 +61,7 @@ def read_track(path: Path) -> Track:
         config=run,
         seeds=tuple(seeds),
         expected_minutes=meta.get("expected_minutes_per_seed"),
+        rank=tuple(rank) if rank is not None else None,
     )
 
 
@@ -83,7 +90,7 @@ def get_track(manager, name: str) -> Track:
 def track_layer(track: Track, flags: dict[str, Any]) -> dict[str, Any]:
     """The track's protocol as a config layer; a flag that would change the protocol is an error."""
     defaults = RunConfig()
-    changed = [k for k in flags if k in PROTOCOL_KEYS and flags[k] != track.config.get(k, getattr(defaults, k))]
+    changed = [k for k in flags if k in PROTOCOL_KEYS and flags[k] != track.config.get(k, getattr(defaults, k, None))]
     if changed:
         raise CollapsebenchError(
             f"Track {track.name!r} fixes {', '.join(changed)}; leave them out, or run without --track "

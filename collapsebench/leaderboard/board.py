@@ -13,7 +13,7 @@ from typing import Any
 
 from collapsebench.errors import CollapsebenchError
 from collapsebench.leaderboard import submissions_dir
-from collapsebench.leaderboard.ranking import Entry, rank_board
+from collapsebench.leaderboard.ranking import DEFAULT_RANK, Entry, rank_board
 from collapsebench.leaderboard.submission import read_submission
 from collapsebench.leaderboard.validate import check_submission
 
@@ -27,6 +27,7 @@ class Board:
     sample: bool
     installed_track: bool  # False: the protocol was checked against the submissions' own record only
     entries: list[Entry]
+    rank: tuple[str, ...] = DEFAULT_RANK  # what the track declares its board ranks on
 
     @property
     def title(self) -> str:
@@ -49,6 +50,14 @@ def installed_tracks(plugins=()) -> dict[str, Any]:
     from collapsebench.tracks import load_tracks
 
     return load_tracks(build_manager(list(plugins)))
+
+
+def board_rank(track, submissions: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The installed track's ``rank`` declaration; else the one its submissions recorded; else the default."""
+    if track is not None:
+        return tuple(track.rank or DEFAULT_RANK)
+    recorded = {tuple(s["track"].get("rank") or DEFAULT_RANK) for s in submissions}
+    return recorded.pop() if len(recorded) == 1 else DEFAULT_RANK
 
 
 def load_boards(board_dir: str | Path, track: str | None = None, tracks: dict[str, Any] | None = None
@@ -81,6 +90,7 @@ def load_boards(board_dir: str | Path, track: str | None = None, tracks: dict[st
     boards = []
     for (track_name, fingerprint), submissions in sorted(valid.items()):
         first = submissions[0]
+        rank = board_rank(tracks.get(track_name), submissions)
         boards.append(Board(
             track=track_name,
             track_description=first["track"]["description"],
@@ -88,6 +98,7 @@ def load_boards(board_dir: str | Path, track: str | None = None, tracks: dict[st
             data_description=first["data"]["description"],
             sample=first["data"]["sample"],
             installed_track=track_name in tracks,
-            entries=rank_board(submissions),
+            entries=rank_board(submissions, rank),
+            rank=rank,
         ))
     return boards, excluded

@@ -1,7 +1,9 @@
-"""Aggregating seeds and ranking strategies on accuracy and capacity retention together.
+"""Aggregating seeds and ranking strategies on the metrics their track declares.
 
-The rule is :data:`RANKING_RULE`; the board's pages print it, and :func:`rank_board` is its only
-implementation.
+A track file's ``rank`` names the summary metrics its board ranks on (plasticity tracks:
+``plasticity_retention`` and ``capacity_retention``); without one, accuracy and capacity
+retention. :func:`ranking_rule` says the rule in words for the board's pages, and
+:func:`rank_board` is its only implementation.
 """
 
 from __future__ import annotations
@@ -11,19 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-RANKING_RULE = (
-    "Within one track and one data fingerprint, each submission's score on a metric is its mean over "
-    "seeds, shown with a 95% confidence interval (Student's t). Submissions are sorted into Pareto fronts "
-    "on mean `average_accuracy` and mean `capacity_retention`, both higher-is-better: front 1 holds the "
-    "submissions that no other beats on one of the two without losing on the other, front 2 is front 1 "
-    "of the rest, and so on. Within a front, submissions are ordered by the mean of their two normalized "
-    "ranks: on each of the two metrics, each of the n submissions that report both gets its rank among "
-    "them (1 = best, ties share the mean of their ranks), mapped to [0, 1] by (rank - 1) / (n - 1); lower "
-    "is better, and remaining "
-    "ties go by name. A submission without `capacity_retention` (its track measured no activations) comes "
-    "after all that have it, ordered by accuracy."
-)
-
 #: metric -> True when higher is better
 METRICS = {
     "average_accuracy": True,
@@ -31,10 +20,38 @@ METRICS = {
     "capacity_retention": True,
     "dead_units": False,
     "plasticity": True,
+    "new_task_accuracy": True,
+    "plasticity_retention": True,
+    "online_plasticity_retention": True,
+    "plasticity_retention_relative": True,
 }
-FRONT_METRICS = ("average_accuracy", "capacity_retention")
+#: What a board ranks on when its track declares nothing (``rank`` in the track file).
+DEFAULT_RANK = ("average_accuracy", "capacity_retention")
+FRONT_METRICS = DEFAULT_RANK  # the name older code imports
 #: Where a metric's per-seed value is in a run's summary, when not under its own name.
 SUMMARY_KEYS = {"plasticity": "plasticity_mean"}
+
+
+def ranking_rule(rank: Sequence[str] = DEFAULT_RANK) -> str:
+    """The rule, in words, for a board that ranks on ``rank`` (its track's declaration)."""
+    count = {1: "one", 2: "two", 3: "three", 4: "four"}.get(len(rank), str(len(rank)))
+    names = " and ".join(f"mean `{m}`" for m in rank)
+    directions = ", ".join(f"`{m}` {'higher' if METRICS[m] else 'lower'}-is-better" for m in rank)
+    return (
+        "Within one track and one data fingerprint, each submission's score on a metric is its mean over "
+        "seeds, shown with a 95% confidence interval (Student's t). Submissions are sorted into Pareto fronts "
+        f"on {names} (the metrics the track declares; {directions}): front 1 holds the "
+        f"submissions that no other beats on one of the {count} without losing on another, front 2 is front 1 "
+        f"of the rest, and so on. Within a front, submissions are ordered by the mean of their {count} "
+        f"normalized ranks: on each of the {count} metrics, each of the n submissions that report all of them "
+        "gets its rank among them (1 = best, ties share the mean of their ranks), mapped to [0, 1] by "
+        "(rank - 1) / (n - 1); lower is better, and remaining ties go by name. A submission that lacks one "
+        f"of them (say, its track measured no activations) comes after all that have them, ordered by `{rank[0]}`."
+    )
+
+
+RANKING_RULE = ranking_rule()
+
 
 # Two-sided 95% quantiles of Student's t, t_{0.975, df} for df = 1..30 (standard tables).
 _T975 = (
@@ -110,18 +127,24 @@ def entry_of(submission: dict[str, Any]) -> Entry:
     return Entry(submission["name"], submission, estimates)
 
 
-def dominates(a: Entry, b: Entry) -> bool:
-    better_or_equal = all(a.estimates[m].mean >= b.estimates[m].mean for m in FRONT_METRICS)
-    strictly = any(a.estimates[m].mean > b.estimates[m].mean for m in FRONT_METRICS)
-    return better_or_equal and strictly
+def dominates(a: Entry, b: Entry, rank: Sequence[str] = DEFAULT_RANK) -> bool:
+    def at_least(m):
+        x, y = a.estimates[m].mean, b.estimates[m].mean
+        return x >= y if METRICS[m] else x <= y
+
+    def beats(m):
+        x, y = a.estimates[m].mean, b.estimates[m].mean
+        return x > y if METRICS[m] else x < y
+
+    return all(at_least(m) for m in rank) and any(beats(m) for m in rank)
 
 
-def pareto_fronts(entries: Sequence[Entry]) -> list[list[Entry]]:
+def pareto_fronts(entries: Sequence[Entry], rank: Sequence[str] = DEFAULT_RANK) -> list[list[Entry]]:
     """Non-dominated sorting: the first list is the Pareto front, then the front of the rest, ..."""
     remaining = list(entries)
     fronts = []
     while remaining:
-        front = [e for e in remaining if not any(dominates(o, e) for o in remaining if o is not e)]
+        front = [e for e in remaining if not any(dominates(o, e, rank) for o in remaining if o is not e)]
         fronts.append(front)
         remaining = [e for e in remaining if all(e is not f for f in front)]
     return fronts
@@ -140,22 +163,44 @@ def normalized_ranks(entries: Sequence[Entry], metric: str) -> list[float]:
     return [(r - 1) / (n - 1) if n > 1 else 0.0 for r in ranks]
 
 
-def rank_board(submissions: Sequence[dict[str, Any]]) -> list[Entry]:
-    """The entries of one board (one track, one data fingerprint), best first, ranks assigned."""
+def check_rank(rank: Sequence[str]) -> list[str]:
+    """Problems with a track's ``rank`` declaration (empty: usable)."""
+    if not isinstance(rank, (list, tuple)) or not rank or not all(isinstance(m, str) for m in rank):
+        return ["track.rank must be a non-empty list of metric names"]
+    problems = [f"track.rank: {m!r} is not a ranked metric (known: {', '.join(METRICS)})" for m in rank if m not in METRICS]
+    if len(set(rank)) != len(rank):
+        problems.append(f"track.rank: {list(rank)} names a metric twice")
+    return problems
+
+
+def rank_board(submissions: Sequence[dict[str, Any]], rank: Sequence[str] | None = None) -> list[Entry]:
+    """The entries of one board (one track, one data fingerprint), best first, ranks assigned.
+
+    ``rank`` is what the track declares its board ranks on; without a declaration, the default pair.
+    """
+    rank = tuple(rank or DEFAULT_RANK)
     entries = [entry_of(s) for s in submissions]
-    measured = [e for e in entries if all(m in e.estimates for m in FRONT_METRICS)]
+    measured = [e for e in entries if all(m in e.estimates for m in rank)]
     unmeasured = [e for e in entries if all(e is not m for m in measured)]
     if measured:
-        per_metric = {m: normalized_ranks(measured, m) for m in FRONT_METRICS}
+        per_metric = {m: normalized_ranks(measured, m) for m in rank}
         for index, entry in enumerate(measured):
-            entry.normalized_ranks = {m: per_metric[m][index] for m in FRONT_METRICS}
-            entry.score = sum(entry.normalized_ranks.values()) / len(FRONT_METRICS)
+            entry.normalized_ranks = {m: per_metric[m][index] for m in rank}
+            entry.score = sum(entry.normalized_ranks.values()) / len(rank)
     ordered = []
-    for number, front in enumerate(pareto_fronts(measured), start=1):
+    for number, front in enumerate(pareto_fronts(measured, rank), start=1):
         for entry in front:
             entry.front = number
         ordered += sorted(front, key=lambda e: (e.score, e.name))
-    ordered += sorted(unmeasured, key=lambda e: (-e.estimates["average_accuracy"].mean, e.name))
+    first = rank[0]
+
+    def by_first(e: Entry):
+        if first not in e.estimates:
+            return (1, 0.0, e.name)
+        mean = e.estimates[first].mean
+        return (0, -mean if METRICS[first] else mean, e.name)
+
+    ordered += sorted(unmeasured, key=by_first)
     for position, entry in enumerate(ordered, start=1):
         entry.rank = position
     return ordered

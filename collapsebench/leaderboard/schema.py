@@ -7,6 +7,7 @@ The schema fixes the shape; :mod:`collapsebench.leaderboard.validate` checks wha
 from __future__ import annotations
 
 from collapsebench.leaderboard import FORMAT, FORMAT_VERSION
+from collapsebench.leaderboard.ranking import METRICS
 
 _NAME = {"type": "string", "pattern": r"^[a-z][a-z0-9_\-]*$"}
 _HASH = {"type": "string", "pattern": r"^sha256:[0-9a-f]{64}$"}
@@ -151,6 +152,8 @@ SUBMISSION_SCHEMA = {
                 "seeds": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "integer", "minimum": 0}},
                 "protocol": {"type": "object"},
                 "data": _TEXT,
+                # the track's declaration of what its board ranks on (absent: the default pair)
+                "rank": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(METRICS)}},
             },
             "additionalProperties": False,
         },

@@ -174,6 +174,7 @@ def build_submission(
             "seeds": list(track.seeds),
             "protocol": expected_protocol(track),
             "data": _track_data(track),
+            **({"rank": list(track.rank)} if track.rank else {}),
         },
         "strategy": {
             "spec": spec,

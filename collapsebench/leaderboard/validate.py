@@ -48,7 +48,12 @@ def expected_protocol(track) -> dict[str, Any]:
     from collapsebench.tracks import PROTOCOL_KEYS
 
     defaults = RunConfig()
-    return {key: track.config.get(key, getattr(defaults, key)) for key in PROTOCOL_KEYS}
+    return {key: track.config.get(key, getattr(defaults, key, None)) for key in PROTOCOL_KEYS}
+
+
+#: Protocol keys added after submissions were first made: a submission may lack one when the
+#: track leaves it at the default, which is what every run did before the key existed.
+LATER_PROTOCOL_KEYS = ("evaluation",)
 
 
 def check_submission(submission: Any, track=None, require_track: bool = False) -> list[str]:
@@ -209,12 +214,17 @@ def _protocol(submission: dict[str, Any], track) -> list[str]:
     expected = expected_protocol(track)
     recorded = submission["track"]["protocol"]
     for key, value in expected.items():
+        if key not in recorded and key in LATER_PROTOCOL_KEYS and key not in track.config:
+            continue
         if key not in recorded:
             problems.append(f"track.protocol.{key}: missing; the track file sets {value!r}")
         elif recorded[key] != value:
             problems.append(f"track.protocol.{key}: {recorded[key]!r} but the track file {track.path.name} sets {value!r}")
     for key in sorted(set(recorded) - set(expected)):
         problems.append(f"track.protocol.{key}: not a protocol key")
+    declared = submission["track"].get("rank")
+    if declared is not None and tuple(declared) != tuple(track.rank or ()):
+        problems.append(f"track.rank: {declared} but the track file {track.path.name} ranks on {list(track.rank or ())}")
     if sorted(submission["track"]["seeds"]) != sorted(track.seeds):
         problems.append(
             f"track.seeds: {sorted(submission['track']['seeds'])} but the track file runs seeds {sorted(track.seeds)}"
