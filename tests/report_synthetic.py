@@ -110,3 +110,51 @@ def weighted(values_by_layer: dict[str, float]) -> float:
     widths = dict(TAPS)
     return sum(widths[layer] * v for layer, v in values_by_layer.items()) / sum(widths[layer] for layer in values_by_layer)
 
+
+
+def new_task(i: int, n: int, seed: int = 0) -> float:
+    """Accuracy on task i right after training on it: flat for the first half, then falling."""
+    return 0.9 - 0.01 * seed - (0.6 * (i - n / 2) / n if i > n / 2 else 0.0)
+
+
+def online(i: int, n: int, seed: int = 0) -> float:
+    return new_task(i, n, seed) - 0.05
+
+
+def long_erank(layer: str, i: int, n: int) -> float:
+    """Activation erank that starts falling at a third of the stream, before the accuracy does."""
+    return ERANK_BASE[layer] * (1.0 - (0.5 * (i - n / 3) / n if i > n / 3 else 0.0))
+
+
+def sparse_result(strategy="naive", seed=0, n_experiences=120, protocol="current", with_online=True,
+                  include=("erank", "units")):
+    """A long run under a sparse protocol: the accuracy matrix is T x T with null where not measured
+    (``current``: only the diagonal; ``seen``: the lower triangle)."""
+    n = n_experiences
+
+    def cell(i, j):
+        if protocol == "current" and i != j or protocol == "seen" and j > i:
+            return None
+        return new_task(j, n, seed) if i == j else 0.5
+    records = []
+    for e in range(n):
+        for layer, _ in TAPS:
+            if "erank" in include:
+                records.append(_record("erank", "activation", layer, e, long_erank(layer, e, n)))
+            if "units" in include:
+                records.append(_record("dead_units", "activation", layer, e, dead(layer, e) / n))
+    matrix = [[cell(i, j) for j in range(n)] for i in range(n)]
+    result = {
+        "schema_version": 1,
+        "status": "complete",
+        "config": {"stream": "permuted-mnist", "model": "mlp", "strategy": strategy, "seed": seed,
+                   "evaluation": protocol},
+        "stream": {"n_experiences": n},
+        "taps": [{"name": name, "width": width} for name, width in TAPS],
+        "accuracy_matrix": matrix,
+        "summary": {"new_task_accuracy": [new_task(i, n, seed) for i in range(n)]},
+        "metrics": records,
+    }
+    if with_online:
+        result["online_accuracy"] = [online(i, n, seed) for i in range(n)]
+    return result

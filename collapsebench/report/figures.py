@@ -22,12 +22,22 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from collapsebench.report.runs import Run, cka_records, forgetting_and_erank_drop, group_runs, peak_normalized
+from collapsebench.report.runs import (
+    Run,
+    cka_records,
+    forgetting_and_erank_drop,
+    group_runs,
+    new_task_accuracy,
+    online_accuracy,
+    peak_normalized,
+)
 
 #: Most panels a figure draws along its time axis before it picks evenly spaced experiences.
 MAX_PANELS = 6
 #: Matrices up to this many cells on a side get their values written in.
 ANNOTATE_UP_TO = 10
+#: Long streams are drawn in about this many bins of consecutive tasks (each seed's bin mean).
+MAX_POINTS = 50
 DENSITY_FLOOR = 1e-7  # log-scale plots of a smoothed density need a floor where it is 0
 
 
@@ -378,6 +388,85 @@ def dead_and_dormant_units(runs: Sequence[Run]) -> Figure:
     return fig
 
 
+def bin_width(n_tasks: int, most: int = MAX_POINTS) -> int:
+    """Consecutive tasks per bin so that at most ``most`` bins cover ``n_tasks`` (1: no binning)."""
+    return max(1, math.ceil(n_tasks / most))
+
+
+def binned(series: dict[int, float], width: int) -> dict[float, float]:
+    """Means of a task -> value series over bins of ``width`` consecutive tasks, placed at the
+    bin's middle task index; bins without a finite value are left out."""
+    if width <= 1:
+        return {float(k): v for k, v in series.items() if math.isfinite(v)}
+    sums: dict[int, list[float]] = {}
+    for task, value in series.items():
+        if math.isfinite(value):
+            acc = sums.setdefault(task // width, [0.0, 0])
+            acc[0] += value
+            acc[1] += 1
+    return {b * width + (width - 1) / 2: total / count for b, (total, count) in sums.items()}
+
+
+def _mean_over_layers(run: Run) -> dict[int, float]:
+    """experience -> peak-normalized activation erank, mean over tapped layers."""
+    values: dict[int, list[float]] = {}
+    for layer in run.layers("erank", "activation"):
+        for experience, value in peak_normalized(run, "activation", layer).items():
+            if math.isfinite(value):
+                values.setdefault(experience, []).append(value)
+    return {e: sum(v) / len(v) for e, v in values.items()}
+
+
+def plasticity_over_tasks(runs: Sequence[Run]) -> Figure:
+    """Accuracy on each task right after training on it against the task index, with the collapse
+    metrics against the same index below, so that their timing can be compared."""
+    with_accuracy = [r for r in runs if new_task_accuracy(r) or online_accuracy(r)]
+    if not with_accuracy:
+        raise MissingData("no run measured the accuracy on a task right after training on it "
+                          "(did the first experience finish?)")
+    colors = _colors(runs)
+    size = _n_experiences(with_accuracy)
+    width = bin_width(size)
+    panels = [("accuracy", "accuracy on the new task\n(fraction correct)")]
+    if any(r.has("erank", "activation") for r in with_accuracy):
+        panels.append(("erank", "activation erank / peak\n(ratio, layer mean)"))
+    if any(r.has("dead_units", "activation") for r in with_accuracy):
+        panels.append(("dead", "dead units\n(fraction of tapped units)"))
+    fig = Figure(figsize=(8.5, 2.6 * len(panels) + 1.0), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0]
+    for ax, (panel, ylabel) in zip(axes, panels):
+        for label, members in group_runs(with_accuracy).items():
+            color = colors[label]
+            if panel == "accuracy":
+                tested = [new_task_accuracy(r) for r in members if new_task_accuracy(r)]
+                online = [online_accuracy(r) for r in members if online_accuracy(r)]
+                if tested:
+                    _plot_band(ax, [binned(s, width) for s in tested], f"{label}: test, R[i][i]", color, marker=".")
+                if online:
+                    _plot_band(ax, [binned(s, width) for s in online], f"{label}: online (training)", color,
+                               marker="", linestyle="--")
+            elif panel == "erank":
+                have = [_mean_over_layers(r) for r in members if r.has("erank", "activation")]
+                if have:
+                    _plot_band(ax, [binned(s, width) for s in have], label, color, marker=".")
+            else:
+                have = [_unit_fraction(r, "dead_units") for r in members if r.has("dead_units", "activation")]
+                if have:
+                    _plot_band(ax, [binned(s, width) for s in have], label, color, marker=".")
+        ax.set_ylabel(ylabel)
+        if panel != "erank":
+            ax.set_ylim(bottom=0.0)
+        if ax.lines:
+            ax.legend(fontsize=7, loc="best")
+    per_bin = "" if width == 1 else f", mean of each {width} consecutive tasks"
+    axes[-1].set_xlabel(f"task (experience index{per_bin})")
+    _integer_ticks(axes[-1], size)
+    missing = [name for name, key in (("activation erank", "erank"), ("dead units", "dead")) if key not in dict(panels)]
+    note = f" (not recorded: {', '.join(missing)})" if missing else ""
+    fig.suptitle(f"Plasticity over tasks: accuracy on each new task, and collapse below{note}")
+    return fig
+
+
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec(
         "accuracy_matrix", "Accuracy matrix",
@@ -418,6 +507,14 @@ FIGURES: tuple[FigureSpec, ...] = (
         "ones at the start of the next on its new data: mass piling up at λ ≈ 0 with few large outliers "
         "is the sparse spectrum that precedes lost plasticity.",
         hessian_density,
+    ),
+    FigureSpec(
+        "plasticity_over_tasks", "Plasticity over tasks",
+        "Top, the accuracy on each task right after training on it (test, and online on its training "
+        "minibatches where recorded) against the task index, binned on long streams; below, on the same "
+        "axis, peak-normalized activation erank and the share of dead units, so a network whose collapse "
+        "precedes its loss of plasticity shows the lower curves falling before the top one does.",
+        plasticity_over_tasks,
     ),
     FigureSpec(
         "dead_and_dormant_units", "Dead and dormant units",

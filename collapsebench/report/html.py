@@ -19,6 +19,8 @@ from collapsebench.report.runs import Run, group_runs
 from collapsebench.results import atomic_write_bytes
 
 DPI = 110
+#: Longer lists in the summary table are abbreviated.
+LIST_SHOWN = 8
 
 
 @dataclass
@@ -54,6 +56,8 @@ def _format(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} {_format(v)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
+        if len(value) > LIST_SHOWN:  # per-task series of long streams: the figures show them
+            return f"[{len(value)} values: {_format(value[0])}, {_format(value[1])}, …, {_format(value[-1])}]"
         return "[" + ", ".join(_format(v) for v in value) + "]"
     return str(value)
 

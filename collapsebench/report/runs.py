@@ -48,7 +48,8 @@ class Run:
 
     @property
     def matrix(self) -> list[list[float]]:
-        return [list(row) for row in self.result.get("accuracy_matrix") or []]
+        """R[i][j] as floats, ``nan`` where the protocol did not measure the cell (null in the file)."""
+        return [[math.nan if v is None else float(v) for v in row] for row in self.result.get("accuracy_matrix") or []]
 
     @property
     def n_experiences(self) -> int:
@@ -121,12 +122,36 @@ def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
 
 
 def complete_matrix(run: Run) -> list[list[float]] | None:
-    """The accuracy matrix if every experience finished, else ``None`` (forgetting needs all rows)."""
+    """The accuracy matrix if every experience finished and every cell was measured, else ``None``
+    (forgetting needs all rows, and is never computed from cells a protocol left out)."""
     matrix = run.matrix
     size = len(matrix)
     if size == 0 or size != run.n_experiences or any(len(row) != size for row in matrix):
         return None
+    if any(not math.isfinite(v) for row in matrix for v in row):
+        return None
     return matrix
+
+
+def _series(value: Any) -> dict[int, float]:
+    """A per-experience list (nulls for unmeasured) as experience -> value, finite values only."""
+    if not isinstance(value, list):
+        return {}
+    return {j: float(v) for j, v in enumerate(value)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def new_task_accuracy(run: Run) -> dict[int, float]:
+    """experience i -> test accuracy on i right after training on it, R[i][i]: the diagonal of the
+    matrix (every protocol measures it), else the summary's stored series."""
+    diagonal = {i: row[i] for i, row in enumerate(run.matrix) if i < len(row) and math.isfinite(row[i])}
+    return diagonal or _series(run.summary.get("new_task_accuracy"))
+
+
+def online_accuracy(run: Run) -> dict[int, float]:
+    """experience i -> fraction of its training samples classified correctly before the update
+    that used them (Dohare's online accuracy); empty for runs that predate it."""
+    return _series(run.result.get("online_accuracy")) or _series(run.summary.get("online_accuracy"))
 
 
 def peak_normalized(run: Run, kind: str, layer: str) -> dict[int, float]:

@@ -23,6 +23,9 @@ from typing import Any
 
 LAYOUT_TAG = "custom_scalars__config__"  # the tag TensorBoard's custom-scalars plugin reads
 IMAGE_PREFIX = "report"
+#: A finished run's figures go to at most this many experiences (evenly spaced, the last always):
+#: drawing every figure at each of 800 or 2,000 tasks would take longer than the run.
+MAX_IMAGE_STEPS = 50
 
 #: Charts of Avalanche's own scalars, ahead of the collapse metrics.
 AVALANCHE_CHARTS = {
@@ -147,6 +150,13 @@ def truncated_result(result: dict[str, Any], experience: int) -> dict[str, Any]:
     }
 
 
+def image_steps(n_experiences: int, most: int = MAX_IMAGE_STEPS) -> list[int]:
+    """The experiences a finished run's figures are drawn at: every one, or ``most`` evenly spaced."""
+    if n_experiences <= most:
+        return list(range(n_experiences))
+    return sorted({round(k * (n_experiences - 1) / (most - 1)) for k in range(most)})
+
+
 def log_run_directory(run_dir: str | Path, images: bool = True, layout: bool = True) -> dict[str, Any]:
     """Add the layout (if the run has none) and the figures at every experience to a finished run's TensorBoard.
 
@@ -169,7 +179,7 @@ def log_run_directory(run_dir: str | Path, images: bool = True, layout: bool = T
             write_layout(writer, result.get("metrics") or [])
             written["layout"] = True
         if images:
-            for experience in range(len(result.get("accuracy_matrix") or [])):
+            for experience in image_steps(len(result.get("accuracy_matrix") or [])):
                 written["images"][experience] = log_figures(writer, truncated_result(result, experience), experience, run_dir)
     finally:
         writer.close()
