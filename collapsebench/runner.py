@@ -321,7 +321,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
                     tick = time.perf_counter()
                     journal_bytes = journal.append(unsaved)
                     unsaved = []
-                    checkpoint.save(strategy, run_dir, {
+                    _save_checkpoint(strategy, run_dir, {
                         "experiences_done": len(matrix), "journal_bytes": journal_bytes, "config_identity": identity,
                         "evaluator_seconds": recorder.seconds, "timing": timing,
                         # Evaluators with memory (CKA's reference representations) keep it here.
@@ -399,6 +399,24 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
             details=error["traceback"],
         )
     return result
+
+
+def _save_checkpoint(strategy, run_dir: Path, progress: dict[str, Any]) -> None:
+    """checkpoint.save, with a message when the file cannot be written.
+
+    A full disk fails inside torch's zip writer as a RuntimeError ("unexpected pos"), not an OSError.
+    """
+    import shutil
+
+    try:
+        checkpoint.save(strategy, run_dir, progress)
+    except (OSError, RuntimeError) as exc:
+        free = shutil.disk_usage(run_dir).free
+        hint = (f" Only {free / 2**20:.0f} MiB are free there: free space or choose another --out."
+                if free < 256 * 2**20 else "")
+        raise CollapsebenchError(
+            f"The checkpoint could not be written in {run_dir} ({type(exc).__name__}: {exc}).{hint}"
+        ) from None
 
 
 def _check_device(device: str) -> None:

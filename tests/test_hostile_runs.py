@@ -205,3 +205,19 @@ def test_resume_logs_no_scalar_twice_for_one_step(cli, tmp_path):
     assert not duplicated, sorted(duplicated)[:10]
     assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
     assert len(steps) > len(before)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_a_message(cli, tmp_path, monkeypatch):
+    """A full disk fails in torch's zip writer with "unexpected pos": the user gets a message, not that."""
+    import shutil
+
+    from collapsebench import checkpoint
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(checkpoint, "save", full_disk)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    code, out, err = cli("run", *ONE_EPOCH, "--out", tmp_path)
+    assert code == 2, err
+    assert "The checkpoint could not be written in" in err and "Only 0 MiB are free there" in err
