@@ -47,7 +47,11 @@ def _python(code: str, *args: str, env: dict | None = None, timeout: float = 600
 @pytest.fixture(scope="module")
 def lean_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("lean") / "run"
-    done = _python(RUN_AND_REPORT, str(out), ",".join(HEAVY))
+    cache = {"COLLAPSEBENCH_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
+    # The default stream's split, cached as a run before this one would have left it.
+    assert _python("from collapsebench_plugins.streams.digits import split_digits; split_digits(0, 0.2)",
+                   env=cache).returncode == 0
+    done = _python(RUN_AND_REPORT, str(out), ",".join((*HEAVY, "sklearn", "scipy")), env=cache)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["code"] == 0, done.stderr
@@ -58,6 +62,32 @@ def test_a_run_executes_none_of_the_deferred_packages(lean_run):
     executed = {name: state for name, state in lean_run["states"].items() if state == "executed"}
     assert executed == {}, f"a default run executed {sorted(executed)}: see collapsebench/avalanche_imports.py"
     assert lean_run["executed"] == []
+
+
+def test_a_run_with_the_digits_split_cached_imports_no_scikit_learn(lean_run):
+    assert lean_run["states"]["sklearn"] == "absent" and lean_run["states"]["scipy"] == "absent"
+
+
+def test_the_cached_digits_split_is_what_scikit_learn_returns(tmp_path, monkeypatch):
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from collapsebench_plugins.streams.digits import split_digits
+
+    monkeypatch.setenv("COLLAPSEBENCH_CACHE_DIR", str(tmp_path))
+    digits = load_digits()
+    images, labels = (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64)
+    expected = train_test_split(images, labels, test_size=0.3, stratify=labels, random_state=7)
+    computed = split_digits(7, 0.3)
+    (cache_file,) = (tmp_path / "split-digits").iterdir()
+    cached = split_digits(7, 0.3)
+    for got in (computed, cached):
+        for array, want in zip(got[:4], expected):
+            assert array.dtype == want.dtype and np.array_equal(array, want)
+    assert computed[4] == cached[4]
+    cache_file.write_bytes(b"not an npz")  # a damaged cache is computed again, not trusted
+    assert np.array_equal(split_digits(7, 0.3)[0], expected[0])
 
 
 def test_every_deferred_module_is_one_the_run_imports(lean_run):

@@ -7,6 +7,8 @@ runs. Pixels are scaled to [0, 1] once, here, so no transform runs per sample.
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,17 +31,64 @@ class InMemoryClassification(Dataset):
         return self.inputs[index], self.targets[index]
 
 
-def build_split_digits(context: StreamContext, n_experiences: int, test_fraction: float) -> StreamData:
-    from avalanche.benchmarks import nc_benchmark
+def split_digits(seed: int, test_fraction: float):
+    """``(train_x, test_x, train_y, test_y, digest)``: scikit-learn's stratified split, kept on disk.
+
+    Importing scikit-learn (SciPy with it) costs as much as importing torch, for arrays that
+    depend only on its version, the seed and the fraction; so they are computed once and read
+    back from the cache folder afterwards, byte for byte what scikit-learn returned.
+    """
+    path = _cache_file(seed, test_fraction)
+    if path is not None:
+        try:
+            with np.load(path, allow_pickle=False) as cached:
+                return (*(cached[key] for key in _SPLIT_KEYS), str(cached["digest"]))
+        except (OSError, KeyError, ValueError, EOFError):
+            pass  # absent or unreadable: compute it again
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)  # 4-bit pixels in [0, 16]
     labels = digits.target.astype(np.int64)
-    train_x, test_x, train_y, test_y = train_test_split(
-        images, labels, test_size=test_fraction, stratify=labels, random_state=context.seed
+    split = train_test_split(images, labels, test_size=test_fraction, stratify=labels, random_state=seed)
+    digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16]
+    if path is not None:
+        _write_cache(path, dict(zip(_SPLIT_KEYS, split)), digest)
+    return (*split, digest)
+
+
+_SPLIT_KEYS = ("train_x", "test_x", "train_y", "test_y")
+
+
+def _cache_file(seed: int, test_fraction: float) -> Path | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        sklearn_version = version("scikit-learn")
+    except PackageNotFoundError:
+        return None
+    base = os.environ.get("COLLAPSEBENCH_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "collapsebench"
     )
+    return Path(base) / "split-digits" / f"sklearn-{sklearn_version}-seed{seed}-test{test_fraction!r}.npz"
+
+
+def _write_cache(path: Path, arrays: dict, digest: str) -> None:
+    # A cache that cannot be written only costs time later; never fail a run over it.
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(temporary, **arrays, digest=np.array(digest))
+        temporary.replace(path)
+    except OSError:
+        pass
+
+
+def build_split_digits(context: StreamContext, n_experiences: int, test_fraction: float) -> StreamData:
+    from avalanche.benchmarks import nc_benchmark
+
+    train_x, test_x, train_y, test_y, fingerprint = split_digits(context.seed, test_fraction)
 
     def dataset(x, y):
         return InMemoryClassification(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y))
@@ -53,7 +102,6 @@ def build_split_digits(context: StreamContext, n_experiences: int, test_fraction
         # Task-incremental heads see their own classes as 0..k-1.
         class_ids_from_zero_in_each_exp=context.scenario == "task",
     )
-    fingerprint = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16]
     return StreamData(
         fixed_samples=True,  # tensors prepared once, no random augmentation
         benchmark=benchmark,
