@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from collapsebench.errors import CollapsebenchError
+from collapsebench import CollapsebenchError
 
 #: Files larger than this have their digest cached on disk (ImageNet32 is about 4 GB).
 DISK_CACHE_MIN_BYTES = 32 * 2**20

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from collapsebench.errors import CollapsebenchError
-from collapsebench.records import StreamContext, StreamData
+from collapsebench import CollapsebenchError, StreamContext, StreamData
 
 from . import common, datafiles, tensors
 
