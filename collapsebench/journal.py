@@ -10,6 +10,7 @@ that experience is trained again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,23 +21,33 @@ from collapsebench.results import json_safe
 JOURNAL_FILE = "journal.jsonl"
 
 
+def _chain(digest: str, line: bytes) -> str:
+    return hashlib.sha256(bytes.fromhex(digest) + line).hexdigest()
+
+
 class Journal:
+    """``digest`` chains a sha256 over the lines so far, one line at a time: the (signed) checkpoint
+    records it, so an edited journal is refused on resume at a cost per line, not per journal."""
+
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / JOURNAL_FILE
-
-    def start(self) -> None:
-        self.path.write_bytes(b"")
+        self.digest = hashlib.sha256(b"").hexdigest()
 
     def append(self, entries: list[dict[str, Any]]) -> int:
         """Add experiences' entries, one line each; return the journal's length in bytes afterwards."""
-        lines = "".join(json.dumps(json_safe(e), allow_nan=False, separators=(",", ":")) + "\n" for e in entries)
+        lines = [(json.dumps(json_safe(e), allow_nan=False, separators=(",", ":")) + "\n").encode() for e in entries]
+        for line in lines:
+            self.digest = _chain(self.digest, line)
         with self.path.open("ab") as handle:
-            handle.write(lines.encode())
+            handle.write(b"".join(lines))
             handle.flush()
             return handle.tell()
 
-    def read(self, length: int, entries: int) -> list[dict[str, Any]]:
-        """The first ``entries`` entries, which end at byte ``length``; later bytes are dropped."""
+    def read(self, length: int, entries: int, digest: str | None = None) -> list[dict[str, Any]]:
+        """The first ``entries`` entries, which end at byte ``length``; later bytes are dropped.
+
+        With ``digest`` (what :attr:`digest` was at that length), lines that do not chain to it are refused.
+        """
         try:
             with self.path.open("rb") as handle:
                 data = handle.read(length)
@@ -48,6 +59,13 @@ class Journal:
                 f"The run journal {str(self.path)!r} does not match the checkpoint ({len(lines)} of {entries} "
                 "experiences): delete checkpoint.pkl to start the run over."
             )
+        chained = hashlib.sha256(b"").hexdigest()
+        for line in data.splitlines(keepends=True):
+            chained = _chain(chained, line)
+        if digest is not None and chained != digest:
+            raise CollapsebenchError(f"The run journal {str(self.path)!r} was changed after its checkpoint was "
+                                     "written: delete checkpoint.pkl to start the run over.")
+        self.digest = chained
         try:
             read = [json.loads(line) for line in lines]
         except json.JSONDecodeError as exc:

@@ -270,7 +270,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     if restored:
         _check_resumed_identity(restored.get("config_identity"), identity, run_dir)
         done = restored["experiences_done"]
-        for entry in journal.read(restored["journal_bytes"], done):
+        for entry in journal.read(restored["journal_bytes"], done, restored.get("journal_digest")):
             matrix.append(dense_row({int(j): a for j, a in entry["cells"]}, n_experiences))
             online_accuracy.append(entry["online_accuracy"])
             recorder.records.extend(entry["records"])
@@ -322,7 +322,8 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
                     journal_bytes = journal.append(unsaved)
                     unsaved = []
                     _save_checkpoint(strategy, run_dir, {
-                        "experiences_done": len(matrix), "journal_bytes": journal_bytes, "config_identity": identity,
+                        "experiences_done": len(matrix), "journal_bytes": journal_bytes, "journal_digest": journal.digest,
+                        "config_identity": identity,
                         "evaluator_seconds": recorder.seconds, "timing": timing,
                         # Evaluators with memory (CKA's reference representations) keep it here.
                         "metric_states": [m.state_dict() if hasattr(m, "state_dict") else None for m in metrics],

@@ -217,11 +217,11 @@ def test_online_accuracy_is_counted_before_each_update(cli, tiny_plugin, tmp_pat
         with torch.no_grad():
             return float((model(torch.stack(x)).argmax(1) == torch.tensor(y)).float().mean())
 
-    after_first = torch.load(tmp_path / "t1" / "model.pt")
+    after_first = torch.load(tmp_path / "t1" / "model.pt", weights_only=True)
     assert two["online_accuracy"][1] == pytest.approx(accuracy_on(after_first, 1))
     assert one["online_accuracy"][0] == two["online_accuracy"][0]
     # and it is not the accuracy after the update (the test must be able to fail)
-    after_second = torch.load(tmp_path / "t2" / "model.pt")
+    after_second = torch.load(tmp_path / "t2" / "model.pt", weights_only=True)
     assert accuracy_on(after_second, 1) != accuracy_on(after_first, 1)
     assert two["evaluation"] == {"protocol": "current", "measured_cells": 2}
     assert two["accuracy_matrix"][0][1] is None and two["accuracy_matrix"][1][0] is None
@@ -255,7 +255,15 @@ def test_a_current_run_resumes_to_the_uninterrupted_result(cli, tiny_plugin, tmp
     process = subprocess.run([sys.executable, "-m", "collapsebench.cli", "run", *args, "--out", str(killed)],
                              cwd=REPO, capture_output=True, text=True, env={**os.environ, "COLLAPSEBENCH_TEST_KILL": "1"})
     assert process.returncode == 9, process.stderr
-    assert (killed / "journal.jsonl").read_text().count("\n") == 2
+    journal = killed / "journal.jsonl"
+    assert journal.read_text().count("\n") == 2
+    original = journal.read_bytes()
+    at = original.index(b'"online_accuracy":0.') + len(b'"online_accuracy":0.')
+    digit = b"1" if original[at:at + 1] != b"1" else b"2"
+    journal.write_bytes(original[:at] + digit + original[at + 1:])  # same length, another value
+    code, out, err = cli("run", "--resume", killed)
+    assert code == 2 and "changed after its checkpoint" in err  # an edited journal is not read into results
+    journal.write_bytes(original)
     code, out, err = cli("run", "--resume", killed)
     assert code == 0, err
     assert "Resuming after experience 2 of 5" in out
