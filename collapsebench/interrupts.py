@@ -65,6 +65,7 @@ def deferred_interrupts(stopper: StopAtSafePoint, hold: bool = False):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    release_all()  # a run that failed before releasing must not keep the next one's signals
 
     def handler(signum, frame):
         if stopper.requested:

@@ -221,3 +221,21 @@ def test_a_checkpoint_that_cannot_be_written_is_a_message(cli, tmp_path, monkeyp
     code, out, err = cli("run", *ONE_EPOCH, "--out", tmp_path)
     assert code == 2, err
     assert "The checkpoint could not be written in" in err and "Only 0 MiB are free there" in err
+
+
+def test_held_signal_handlers_are_given_back():
+    """A run that failed between its training block and its final write must not keep Ctrl-C."""
+    from collapsebench.interrupts import StopAtSafePoint, deferred_interrupts, release_all
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    held = StopAtSafePoint()
+    with deferred_interrupts(held, hold=True):
+        pass
+    assert signal.getsignal(signal.SIGINT) is not before[0]  # held for the final write
+    with deferred_interrupts(StopAtSafePoint()):  # the next run releases it first
+        pass
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    with deferred_interrupts(StopAtSafePoint(), hold=True):
+        pass
+    release_all()  # what the CLI does once a command ends
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
