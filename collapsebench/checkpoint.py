@@ -6,14 +6,19 @@ in the same file, so the two can never disagree: timings, evaluator states, and 
 journal (collapsebench.journal) reached. The measurements themselves (accuracies, evaluator
 records) live in that append-only journal, so a checkpoint does not grow with the run. The evaluation plugin is left out and rebuilt on resume: it holds the probe
 set and the stream, which the run rebuilds identically from its seed.
+
+A checkpoint is a pickle: loading it can run code. Each one is signed (collapsebench.signing),
+and one without this installation's signature is refused before it is unpickled.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
+from collapsebench import signing
 from collapsebench.errors import CollapsebenchError
 
 CHECKPOINT_FILE = "checkpoint.pkl"
@@ -36,26 +41,30 @@ def save(strategy, run_dir: Path, progress: dict[str, Any]) -> None:
     tmp = Path(run_dir) / f".{CHECKPOINT_FILE}.tmp"
     try:
         save_checkpoint(strategy, tmp, exclude=[a for a in TRANSIENT if hasattr(strategy, a)])
-        os.replace(tmp, Path(run_dir) / CHECKPOINT_FILE)
+        signing.install(tmp, Path(run_dir) / CHECKPOINT_FILE)
     finally:
         strategy.plugins = plugins
         delattr(strategy, _PROGRESS)
         tmp.unlink(missing_ok=True)
 
 
-def load(strategy, run_dir: Path, make_optimizer) -> dict[str, Any] | None:
+def load(strategy, run_dir: Path, make_optimizer, trust: bool = False) -> dict[str, Any] | None:
     """Restore the strategy from ``run_dir``'s checkpoint; return its progress (None: no checkpoint).
 
-    ``make_optimizer(model)`` builds the optimizer for the restored model.
+    ``make_optimizer(model)`` builds the optimizer for the restored model. A checkpoint that this
+    installation did not sign is refused before it is unpickled, unless ``trust`` is given.
     """
     from avalanche.checkpointing import maybe_load_checkpoint
 
     path = Path(run_dir) / CHECKPOINT_FILE
     if not path.exists():
         return None
+    signing.check(path, trust)
     evaluator = strategy.evaluator
     try:
-        strategy, experiences_done = maybe_load_checkpoint(strategy, path)
+        # Avalanche prints "Mapping cpu to cpu" for every device it unpickles.
+        with contextlib.redirect_stdout(io.StringIO()):
+            strategy, experiences_done = maybe_load_checkpoint(strategy, path)
     except Exception as exc:
         raise CollapsebenchError(f"The checkpoint {str(path)!r} could not be read ({type(exc).__name__}: {exc}); "
                                  "delete it to start the run over.") from None
@@ -68,5 +77,13 @@ def load(strategy, run_dir: Path, make_optimizer) -> dict[str, Any] | None:
     return progress
 
 
+def check_trusted(run_dir: Path, trust: bool = False) -> None:
+    """Refuse, before anything is built, a checkpoint in ``run_dir`` that this installation did not sign."""
+    path = Path(run_dir) / CHECKPOINT_FILE
+    if path.is_file():
+        signing.check(path, trust)
+
+
 def remove(run_dir: Path) -> None:
     (Path(run_dir) / CHECKPOINT_FILE).unlink(missing_ok=True)
+    signing.remove(Path(run_dir) / CHECKPOINT_FILE)

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags (flags win)")
     run.add_argument("--track", help="run a benchmark track: its protocol is fixed, all its seeds unless --seed")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    run.add_argument("--trust-checkpoint", action="store_true",
+                     help="with --resume: load a checkpoint this installation did not sign (a checkpoint is a "
+                          "pickle and can run code: only for one whose origin you trust)")
     run.add_argument("--stream", help="stream name (default split-digits)")
     run.add_argument("--scenario", choices=("class", "task", "domain"), help="default: the stream's own")
     run.add_argument("--model", help="architecture name (default mlp)")
@@ -188,8 +191,11 @@ RUN_FLAGS = (
 )
 
 
-def prepare_runs(args):
-    """The manager, registry and one checked config per run that ``run`` arguments ask for."""
+def prepare_runs(args, file_layer=None):
+    """The manager, registry and one checked config per run that ``run`` arguments ask for.
+
+    ``file_layer``, already checked, stands in for ``--config`` (``collapsebench.run``'s mapping).
+    """
     from collapsebench.config import (
         assign_component_option,
         build_config,
@@ -203,7 +209,8 @@ def prepare_runs(args):
 
     if args.resume:
         return _resumed_run(args)
-    file_layer = load_toml(args.config) if args.config else {}
+    if file_layer is None:
+        file_layer = load_toml(args.config) if args.config else {}
     flags = {key: value for key, value in vars(args).items() if value is not None and key in RUN_FLAGS}
     flags["plugins"] = list(dict.fromkeys([*file_layer.get("plugins", []), *args.plugin]))
     manager = build_manager(flags["plugins"])
@@ -265,7 +272,7 @@ def _resumed_run(args):
     """The config an interrupted run recorded in its directory, for ``run --resume``."""
     from pathlib import Path
 
-    from collapsebench.checkpoint import CONFIG_FILE
+    from collapsebench.checkpoint import CONFIG_FILE, check_trusted
     from collapsebench.config import build_config, check_run_dir, load_recorded_config, resolve_component_options
     from collapsebench.manager import build_manager
     from collapsebench.registry import Registry
@@ -279,6 +286,7 @@ def _resumed_run(args):
     run_dir = Path(args.resume)
     recorded = load_recorded_config(run_dir, CONFIG_FILE)
     check_run_dir(run_dir)
+    check_trusted(run_dir, getattr(args, "trust_checkpoint", False))  # before any plugin is imported
     config = build_config({**recorded, "out": str(run_dir)})
     manager = build_manager([*config.plugins, *args.plugin])
     registry = Registry(manager)
@@ -302,7 +310,8 @@ def cmd_run(args) -> int:
 
         print(f"collapsebench: {where} / {config.strategy}, seed {config.seed} -> {config.run_dir()}", flush=True)
         try:
-            result = execute(config, manager, registry, resume=bool(args.resume))
+            result = execute(config, manager, registry, resume=bool(args.resume),
+                             trust_checkpoint=getattr(args, "trust_checkpoint", False))
         except KeyboardInterrupt:
             print(f"collapsebench: continue with: collapsebench run --resume {config.run_dir()}", file=sys.stderr)
             raise

@@ -188,11 +188,12 @@ def dense_row(cells: dict[int, float], n_experiences: int) -> list[float | None]
 
 
 def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=print,
-            resume: bool = False) -> dict[str, Any]:
+            resume: bool = False, trust_checkpoint: bool = False) -> dict[str, Any]:
     """Run one benchmark and write its run directory; return the result.
 
     With ``resume``, continue from the run directory's last checkpoint (after its last
-    completed experience); the result equals that of an uninterrupted run.
+    completed experience); the result equals that of an uninterrupted run. A checkpoint that
+    this installation did not sign is refused unless ``trust_checkpoint`` is given.
     """
     from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
     from avalanche.logging import TensorboardLogger
@@ -265,7 +266,8 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     timing = {"build": time.perf_counter() - started, "train": 0.0, "evaluate": 0.0, "data": 0.0, "figures": 0.0,
               "checkpoint": 0.0}
     done = 0
-    restored = checkpoint.load(strategy, run_dir, lambda m: make_optimizer(config, m)) if resume else None
+    restored = checkpoint.load(strategy, run_dir, lambda m: make_optimizer(config, m),
+                               trust=trust_checkpoint) if resume else None
     identity = identity_of({**config.to_dict(), "resolved_options": options})
     if restored:
         _check_resumed_identity(restored.get("config_identity"), identity, run_dir)

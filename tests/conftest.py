@@ -17,6 +17,21 @@ SHARED_DATA = Path(os.environ.get("COLLAPSEBENCH_DATA_ROOT", REPO.parent / "shar
 QUICK = ["--epochs", "3", "--probe-size", "200"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_signing_key(tmp_path_factory):
+    """Checkpoint signing keys go to a folder of this session, never the user's real home; set in
+    os.environ so that the runs tests start as subprocesses (and sweep workers) share it."""
+    from collapsebench.signing import HOME_ENV
+
+    previous = os.environ.get(HOME_ENV)
+    os.environ[HOME_ENV] = str(tmp_path_factory.mktemp("collapsebench-home"))
+    yield Path(os.environ[HOME_ENV])
+    if previous is None:
+        os.environ.pop(HOME_ENV, None)
+    else:
+        os.environ[HOME_ENV] = previous
+
+
 @pytest.fixture
 def cli(capsys):
     """Run ``collapsebench ARGS`` in this process; return (exit code, stdout, stderr)."""

@@ -375,7 +375,7 @@ def test_cka_references_survive_through_state_dict():
 def test_multi_head_runs_take_the_hessian_over_the_features_and_the_task_head_only(tmp_path):
     result = _run(tmp_path / "task", "--scenario", "task", "--epochs", "1", "--probe-size", "100",
                   "--evaluators", "hessian,cka,activations", *CHEAP_HESSIAN[:-2])
-    state = torch.load(tmp_path / "task" / "model.pt")
+    state = torch.load(tmp_path / "task" / "model.pt", weights_only=True)
     features = sum(v.numel() for k, v in state.items() if k.startswith("features."))
     one_head = state["head.classifiers.0.classifier.weight"].numel() + state["head.classifiers.0.classifier.bias"].numel()
     assert sum(k.endswith("classifier.weight") for k in state) == 5  # a head per task by the end

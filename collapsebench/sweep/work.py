@@ -69,6 +69,11 @@ def run_job(job: Job, where: str | Path | None = None, threads: int | None = Non
     with open(run_dir / LOG_FILE, "w", buffering=1) as log, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
+            if job.resume and where is None:
+                # A planted checkpoint fails this job with the message, before Avalanche is imported.
+                from collapsebench.checkpoint import check_trusted
+
+                check_trusted(run_dir)
             from collapsebench.runner import execute
 
             started = time.perf_counter()  # a worker's first job pays for the import; its clock does not
