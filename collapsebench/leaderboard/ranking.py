@@ -116,8 +116,15 @@ class Entry:
     normalized_ranks: dict[str, float] = field(default_factory=dict)
 
 
+def _per_seed(value: Any) -> Any:
+    """A per-task series (``new_task_accuracy``) counts as its mean over tasks."""
+    if isinstance(value, list) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return sum(value) / len(value)
+    return value
+
+
 def seed_values(submission: dict[str, Any], metric: str) -> list[float]:
-    values = [run["summary"].get(SUMMARY_KEYS.get(metric, metric)) for run in submission["runs"]]
+    values = [_per_seed(run["summary"].get(SUMMARY_KEYS.get(metric, metric))) for run in submission["runs"]]
     numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return numbers if len(numbers) == len(values) else []  # a metric counts only if every seed has it
 

@@ -14,6 +14,8 @@ _HASH = {"type": "string", "pattern": r"^sha256:[0-9a-f]{64}$"}
 _HEX = {"type": "string", "pattern": r"^[0-9a-f]{64}$"}
 _TEXT = {"type": ["string", "null"], "maxLength": 2000}
 _ACCURACY = {"type": "number", "minimum": 0, "maximum": 1}
+_MAYBE_ACCURACY = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+_RATIO = {"type": ["number", "null"], "minimum": 0}
 
 _PLUGIN = {
     "type": "object",
@@ -95,14 +97,27 @@ _RUN = {
                 "properties": {"name": {"type": "string"}, "width": {"type": "integer", "minimum": 1}},
             },
         },
+        # null: a cell the run's evaluation protocol did not measure (docs/protocols.md)
         "accuracy_matrix": {
             "type": "array",
             "minItems": 1,
-            "items": {"type": "array", "minItems": 1, "items": _ACCURACY},
+            "items": {"type": "array", "minItems": 1, "items": _MAYBE_ACCURACY},
         },
+        # absent in submissions made before protocols existed: those measured the full matrix
+        "evaluation": {
+            "type": "object",
+            "required": ["protocol", "measured_cells"],
+            "properties": {"protocol": {"type": "string", "minLength": 1},
+                           "measured_cells": {"type": "integer", "minimum": 0}},
+            "additionalProperties": False,
+        },
+        "online_accuracy": {"type": "array", "minItems": 1, "items": _ACCURACY},
+        "summary_unavailable": {"type": "object", "additionalProperties": {"type": "string"}},
+        "summary_sources": {"type": "object", "additionalProperties": {"type": "string"}},
+        # Which accuracy summaries a run must report depends on what its protocol measured;
+        # validate.py recomputes them and refuses any computed from unmeasured cells.
         "summary": {
             "type": "object",
-            "required": ["average_accuracy", "forgetting", "bwt"],
             "properties": {
                 "average_accuracy": _ACCURACY,
                 "forgetting": {"type": "number", "minimum": -1, "maximum": 1},
@@ -114,6 +129,11 @@ _RUN = {
                 "plasticity": {"type": "array", "items": {"type": ["number", "null"], "minimum": 0}},
                 "plasticity_mean": {"type": "number", "minimum": 0},
                 "fresh_accuracy": {"type": "array", "items": _ACCURACY},
+                "new_task_accuracy": {"type": "array", "items": _ACCURACY},
+                # null where the first tenth of the tasks averages 0
+                "plasticity_retention": _RATIO,
+                "online_plasticity_retention": _RATIO,
+                "plasticity_retention_relative": _RATIO,
             },
         },
         # "<metric>/<kind>/<layer>" -> the value after each experience (null: not measured then)

@@ -17,19 +17,21 @@ from typing import Any
 
 from collapsebench.errors import CollapsebenchError
 from collapsebench.leaderboard import FORMAT, FORMAT_VERSION, hashing, submissions_dir
-from collapsebench.leaderboard.validate import SubmissionInvalid, expected_protocol, is_sample, validate_submission
+from collapsebench.leaderboard.validate import expected_protocol, is_sample, validate_submission
 from collapsebench.results import RESULTS_FILE, atomic_write_bytes, read_results
 
 #: Run-config keys that describe the submitter's machine, not the experiment.
 LOCAL_CONFIG_KEYS = ("out", "data_root", "plugins", "resolved_options", "download")
 #: Metric phases kept: the value after each experience, and at the start of the next.
 KEPT_PHASES = ("end", "start")
+#: results.json keys of runs with an evaluation protocol, carried into the submission when present.
+SPARSE_KEYS = ("evaluation", "online_accuracy", "summary_unavailable", "summary_sources")
 LOCK_FILE = ".lock"  # leaderboard/.gitignore keeps it out of commits
 
 
 def slug(name: str) -> str:
     """A file name from a submission's display name."""
-    text = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.")
+    text = re.sub(r"[^\w.-]+", "-", name.lower()).strip("-.")  # \w: letters of any script
     if not text:
         raise CollapsebenchError(f"The submission name {name!r} has no letters or digits to name its file by.")
     return text[:80]
@@ -111,6 +113,8 @@ def _run_entry(results: dict[str, Any], raw: bytes) -> dict[str, Any]:
         "collapse": collapse_series(results.get("metrics", []), n_experiences),
         "environment": results["environment"],
         "timing": results.get("timing", {}),
+        # what the protocol measured, and the series the plasticity summaries are recomputed from
+        **{key: results[key] for key in SPARSE_KEYS if results.get(key) is not None},
     }
 
 
@@ -243,18 +247,14 @@ def write_submission(submission: dict[str, Any], board_dir: str | Path, replace:
 
 def _same_runs(path: Path, submission: dict[str, Any]) -> bool:
     try:
-        existing = json.loads(path.read_text())
+        existing = read_submission(path)
         return run_fingerprint(existing) == run_fingerprint(submission)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (CollapsebenchError, KeyError, TypeError, AttributeError):
         return False  # an unreadable file is the validator's business, not a duplicate
 
 
 def read_submission(path: str | Path) -> Any:
-    """A submission file's JSON (any JSON: validation judges it), or a clear error."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())  # NaN and Infinity parse, so that validation can name them
-    except FileNotFoundError:
-        raise CollapsebenchError(f"Submission file {str(path)!r} does not exist.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SubmissionInvalid(f"{str(path)!r}", [f"(the file): not valid JSON: {exc}"]) from None
+    """A submission file's JSON (any JSON within bounds: validation judges it), or a clear error."""
+    from collapsebench.leaderboard.bounded import read_submission as read_bounded
+
+    return read_bounded(path)

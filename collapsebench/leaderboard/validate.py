@@ -13,12 +13,23 @@ from typing import Any
 
 from collapsebench.errors import CollapsebenchError
 from collapsebench.leaderboard import hashing
+from collapsebench.leaderboard.bounded import text_problems
 from collapsebench.leaderboard.schema import field_name, schema_errors
 
 #: Recomputing a summary from the stored matrix repeats the same float operations.
 SUMMARY_TOLERANCE = 1e-9
 #: Summary values the board ranks on; when one run reports one, every run must.
-RANKED_SUMMARY_KEYS = ("average_accuracy", "forgetting", "capacity_retention", "dead_units", "plasticity_mean")
+RANKED_SUMMARY_KEYS = (
+    "average_accuracy", "forgetting", "capacity_retention", "dead_units", "plasticity_mean",
+    "plasticity_retention", "online_plasticity_retention", "plasticity_retention_relative",
+)
+#: Ratios that are null, not missing, where the first tenth of the tasks averages 0.
+NULLABLE_SUMMARY_KEYS = ("plasticity_retention", "online_plasticity_retention", "plasticity_retention_relative")
+#: Summaries recomputed from the accuracy matrix (and online accuracies).
+ACCURACY_SUMMARY_KEYS = ("average_accuracy", "forgetting", "bwt", "new_task_accuracy", "plasticity_retention",
+                         "online_plasticity_retention")
+#: Those a run must report whenever its protocol measured what they need.
+REQUIRED_WHEN_MEASURED = ("average_accuracy", "forgetting", "bwt")
 SAMPLE_MARKER = "sample"
 
 
@@ -67,7 +78,7 @@ def check_submission(submission: Any, track=None, require_track: bool = False) -
     problems = non_finite_fields(submission)
     if problems:
         return problems  # the schema and hashes cannot be judged on NaN
-    problems = schema_errors(submission)
+    problems = schema_errors(submission) or text_problems(submission)
     if problems:
         return problems
     expected_hash = hashing.content_hash(submission)
@@ -137,6 +148,8 @@ def _consistency(submission: dict[str, Any]) -> list[str]:
         problems += _matrix_and_summary(run, where)
         for key in sorted(reported):
             value = run["summary"].get(key)
+            if value is None and key in NULLABLE_SUMMARY_KEYS and key in run["summary"]:
+                continue  # recomputed as null above: the ratio is undefined for this seed
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 problems.append(f"{where}.summary.{key}: missing or not a number ({value!r}) while other runs report it")
     return problems
@@ -148,15 +161,89 @@ def _matrix_and_summary(run: dict[str, Any], where: str) -> list[str]:
     if len(matrix) != size or any(len(row) != size for row in matrix):
         return [f"{where}.accuracy_matrix: must be {size} x {size} (the stream's experiences), "
                 f"got rows of {[len(row) for row in matrix]}"]
-    problems = []
-    for key, recomputed in summarize(matrix).items():
-        stored = run["summary"].get(key)
-        if not isinstance(stored, (int, float)) or abs(stored - recomputed) > SUMMARY_TOLERANCE:
-            problems.append(f"{where}.summary.{key}: {stored!r} but the accuracy matrix gives {recomputed!r}")
+    problems = _measured_cells(run, where)
+    if problems:
+        return problems  # summaries of a matrix that is not the protocol's would mislead
+    problems += _accuracy_summaries(run, where)
     for series_name, series in run["collapse"].items():
         if len(series) != size:
             problems.append(f"{where}.collapse.{series_name}: {len(series)} values for {size} experiences")
     return problems or _collapse_summaries(run, where)
+
+
+def _measured_cells(run: dict[str, Any], where: str) -> list[str]:
+    """The matrix holds exactly the cells its evaluation protocol measures: nothing left out, nothing added."""
+    from collapsebench.errors import CollapsebenchError as ProtocolError
+    from collapsebench.protocols import parse
+
+    matrix, size = run["accuracy_matrix"], len(run["accuracy_matrix"])
+    evaluation = run.get("evaluation", {"protocol": "full"})  # older submissions measured everything
+    try:
+        protocol = parse(evaluation["protocol"])
+    except ProtocolError as exc:
+        return [f"{where}.evaluation.protocol: {exc}"]
+    configured = run["config"].get("evaluation")
+    if configured is not None:
+        try:
+            if parse(configured).name != protocol.name:
+                return [f"{where}.evaluation.protocol: {protocol.name!r} but the run's config sets {configured!r}"]
+        except ProtocolError as exc:
+            return [f"{where}.config.evaluation: {exc}"]
+    wrong, count = [], 0
+    for i, row in enumerate(matrix):
+        measured = set(protocol.columns(i, size))
+        for j, value in enumerate(row):
+            if (value is not None) != (j in measured):
+                count += 1
+                if len(wrong) < 3:
+                    wrong.append(f"[{i}][{j}] is {'null' if value is None else 'measured'}")
+    if count:
+        more = f" and {count - len(wrong)} more" if count > len(wrong) else ""
+        return [f"{where}.accuracy_matrix: not the cells protocol {protocol.name!r} measures: {', '.join(wrong)}{more}"]
+    cells = protocol.measured_cells(size)
+    if "measured_cells" in evaluation and evaluation["measured_cells"] != cells:
+        return [f"{where}.evaluation.measured_cells: {evaluation['measured_cells']} but protocol "
+                f"{protocol.name!r} measures {cells} cells of a {size} x {size} matrix"]
+    return []
+
+
+def _agrees(stored: Any, recomputed: Any) -> bool:
+    if recomputed is None or stored is None:
+        return stored is None and recomputed is None
+    if isinstance(recomputed, list):
+        return isinstance(stored, list) and len(stored) == len(recomputed) and all(map(_agrees, stored, recomputed))
+    return (isinstance(stored, (int, float)) and not isinstance(stored, bool)
+            and abs(stored - recomputed) <= SUMMARY_TOLERANCE)
+
+
+def _accuracy_summaries(run: dict[str, Any], where: str) -> list[str]:
+    """The accuracy summaries recomputed from the stored matrix and online accuracies.
+
+    The classic three (average accuracy, forgetting, BWT) must be reported whenever the protocol
+    measured what they need, as before protocols existed; the plasticity series and ratios are
+    checked where reported. A summary the stored cells cannot give is refused, whatever its value.
+    """
+    from collapsebench.metrics.accuracy import accuracy_summaries
+
+    summary = run["summary"]
+    online = run.get("online_accuracy")
+    if online is not None and len(online) != len(run["accuracy_matrix"]):
+        return [f"{where}.online_accuracy: {len(online)} values for {len(run['accuracy_matrix'])} experiences"]
+    protocol = run.get("evaluation", {}).get("protocol", "full")
+    found = accuracy_summaries(run["accuracy_matrix"], online, protocol)
+    problems = []
+    for key in ACCURACY_SUMMARY_KEYS:
+        if key in found.values:
+            if key not in summary and key not in REQUIRED_WHEN_MEASURED:
+                continue
+            if not _agrees(summary.get(key), found.values[key]):
+                problems.append(f"{where}.summary.{key}: {summary.get(key)!r} but the accuracy matrix gives {found.values[key]!r}"
+                                if key != "online_plasticity_retention" else
+                                f"{where}.summary.{key}: {summary.get(key)!r} but online_accuracy gives {found.values[key]!r}")
+        elif key in summary:
+            reason = found.unavailable.get(key) or "it needs online_accuracy, which the run does not store"
+            problems.append(f"{where}.summary.{key}: reported, but cannot come from what was measured ({reason})")
+    return problems
 
 
 def _final_and_peak(run: dict[str, Any], metric: str) -> tuple[dict[str, float], dict[str, float]] | None:
@@ -197,7 +284,7 @@ def _collapse_summaries(run: dict[str, Any], where: str) -> list[str]:
             )
             if not agrees:
                 problems.append(f"{where}.summary.capacity_retention: {stored!r} but the erank/activation series give {expected!r}")
-    if "plasticity" in summary or "plasticity_mean" in summary:
+    if "plasticity" in summary or "plasticity_mean" in summary or "plasticity_retention_relative" in summary:
         problems += _plasticity(run, where)
     if isinstance(summary.get("dead_units"), (int, float)):
         dead = _final_and_peak(run, "dead_units")
@@ -252,4 +339,14 @@ def _plasticity(run: dict[str, Any], where: str) -> list[str]:
     if not finite or not isinstance(mean, (int, float)) or abs(mean - sum(finite) / len(finite)) > SUMMARY_TOLERANCE:
         return [f"{where}.summary.plasticity_mean: {mean!r} but the plasticity values give "
                 f"{sum(finite) / len(finite) if finite else None!r}"]
+    if "plasticity_retention_relative" in summary:
+        from collapsebench.metrics.accuracy import retention
+
+        if len(finite) != len(expected):
+            return [f"{where}.summary.plasticity_retention_relative: reported, but plasticity is undefined "
+                    "on some experience (a fresh network scored 0 there)"]
+        relative = retention(expected)
+        if not _agrees(summary["plasticity_retention_relative"], relative):
+            return [f"{where}.summary.plasticity_retention_relative: {summary['plasticity_retention_relative']!r} "
+                    f"but the plasticity values give {relative!r}"]
     return []
