@@ -117,3 +117,25 @@ def test_a_changed_strategy_source_refuses_to_verify(submitted):
             verify(read_submission(path), echo=lambda *_: None)
     finally:
         plugin.write_text(original)
+
+
+def test_a_current_track_is_run_submitted_and_verified(submitted, cli):
+    """The runner's sparse results.json goes through submit, validate, verify and the board as it is."""
+    root, plugin, _ = submitted
+    sparse = textwrap.dedent(TRACK).replace("[track]\n", '[track]\nrank = ["plasticity_retention", "capacity_retention"]\n')
+    (root / "tracks" / "tiny-digits-current.toml").write_text(sparse.replace("[run]\n", '[run]\nevaluation = "current"\n'))
+    out_dir = root / "current-runs"
+    code, out, err = cli("run", "--plugin", plugin, "--track", "tiny-digits-current", "--strategy", "tiny_naive",
+                         "--out", out_dir)
+    assert code == 0, out + err
+    code, out, err = cli("submit", out_dir / "seed0", out_dir / "seed1", "--board", root / "board", "--plugin", plugin)
+    assert code == 0, out + err
+    path = root / "board" / "submissions" / "tiny-digits-current" / "tiny_naive.json"
+    submission = read_submission(path)
+    run = submission["runs"][0]
+    assert run["evaluation"]["protocol"] == "current" and run["accuracy_matrix"][-1][0] is None
+    assert "forgetting" not in run["summary"] and "plasticity_retention" in run["summary"]
+    code, out, err = cli("verify", path, "--seed", "0", "--plugin", plugin)
+    assert code == 0 and "seed 0: verified" in out, out + err
+    code, out, _ = cli("leaderboard", "--board", root / "board", "--track", "tiny-digits-current", "--plugin", plugin)
+    assert code == 0 and "tiny_naive" in out and "plasticity retention" in out and "new-task accuracy" in out, out

@@ -166,8 +166,18 @@ def verify(
             f"Cannot verify: the re-run read other data (fingerprint {result['stream']['fingerprint']}) than the "
             f"submission ({submission['data']['fingerprint']}); point --data-root at the data it used."
         )
+    recorded_protocol = run.get("evaluation", {}).get("protocol", "full")  # older submissions: full
+    rerun_protocol = result.get("evaluation", {}).get("protocol", "full")
+    if rerun_protocol != recorded_protocol:
+        raise CollapsebenchError(
+            f"Cannot verify: the re-run measured under evaluation protocol {rerun_protocol!r}, "
+            f"the submission under {recorded_protocol!r}; their accuracy matrices hold different cells."
+        )
+    # unmeasured cells are null on both sides, so they compare equal
     differences = compare(run["accuracy_matrix"], result["accuracy_matrix"], "accuracy_matrix")
     differences += compare(run["summary"], result["summary"], "summary")
+    if "online_accuracy" in run:
+        differences += compare(run["online_accuracy"], result.get("online_accuracy"), "online_accuracy")
     return Verdict(seed, differences, exact_required=exact)
 
 
