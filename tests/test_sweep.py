@@ -209,6 +209,34 @@ def test_failure_record_and_files_carried_back_from_a_ray_node(registry_and_trac
     assert not (run_dir / "error.json").exists()  # the old failure no longer describes this directory
 
 
+def test_the_summary_table_shows_what_the_track_ranks_and_says_what_was_not_measured(registry_and_track, tmp_path):
+    """Under ``current`` a run has no forgetting; the table says so instead of a blank, and a
+    plasticity track's table shows the summaries its board ranks on."""
+    import dataclasses
+
+    from collapsebench.sweep.driver import DEFAULT_SUMMARY_KEYS, summary_headers, summary_keys, summary_rows
+
+    _, _, track = registry_and_track
+    jobs = jobs_for(registry_and_track, tmp_path, strategies=("naive",))
+    for job, retention in zip(jobs, (0.5, 0.7)):
+        fake_result(job)
+        path = Path(job.run_dir) / "results.json"
+        result = json.loads(path.read_text())
+        result.update(summary={"plasticity_retention": retention, "new_task_accuracy": [0.9, retention * 0.9]},
+                      summary_unavailable={"forgetting": "not measured under evaluation protocol 'current'",
+                                           "average_accuracy": "not measured under evaluation protocol 'current'"})
+        path.write_text(json.dumps(result))
+    assert summary_keys(track) == DEFAULT_SUMMARY_KEYS
+    assert summary_rows(jobs) == [["naive", "2/2", "not measured", "not measured"]]
+    declared = dataclasses.replace(track, rank=("plasticity_retention", "new_task_accuracy"))
+    keys = summary_keys(declared)
+    assert summary_headers(keys) == ["strategy", "complete seeds", "plasticity retention", "new task accuracy"]
+    assert summary_rows(jobs, keys) == [["naive", "2/2", "0.600 ± 0.141", "0.720 ± 0.064"]]
+    stream = io.StringIO()
+    SweepProgress(1, stream=stream, live=False)("finished", jobs[0], Outcome(DONE, 1.0, summary={"plasticity_retention": 0.5}))
+    assert "plasticity retention 0.500" in stream.getvalue()
+
+
 def test_progress_counts_and_lines(registry_and_track, tmp_path):
     jobs = jobs_for(registry_and_track, tmp_path)
     stream = io.StringIO()

@@ -57,7 +57,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from collapsebench.config import parse_assignment
     from collapsebench.manager import build_manager
     from collapsebench.registry import Registry
-    from collapsebench.sweep.driver import SUMMARY_HEADERS, plan, run_sweep, summary_rows
+    from collapsebench.sweep.driver import plan, run_sweep, summary_headers, summary_keys, summary_rows
     from collapsebench.sweep.grid import build_jobs, parse_seeds, parse_strategies, state_of
     from collapsebench.tracks import get_track
 
@@ -99,7 +99,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for note in getattr(executor, "notes", []):
         print(f"note: {note}")
     print()
-    print(tabulate(summary_rows(jobs), headers=SUMMARY_HEADERS))
+    keys = summary_keys(track)
+    print(tabulate(summary_rows(jobs, keys), headers=summary_headers(keys)))
     diverged = [job for job in jobs if state_of(job) == "diverged"]
     if diverged:
         print(f"\n{len(diverged)} job(s) diverged (a non-finite loss or weights; results.json says where): "

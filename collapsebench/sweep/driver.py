@@ -85,31 +85,56 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def summary_rows(jobs: list[Job]) -> list[list[str]]:
-    """Per strategy: complete seeds of the grid, and the mean and spread of its summaries."""
+#: What the table shows for a track that declares no ``rank`` (a forgetting track).
+DEFAULT_SUMMARY_KEYS = ("average_accuracy", "forgetting")
+
+
+def summary_keys(track) -> tuple[str, ...]:
+    """The summaries a sweep's table shows: those the track's board ranks on, else accuracy and forgetting."""
+    return tuple(track.rank) if getattr(track, "rank", None) else DEFAULT_SUMMARY_KEYS
+
+
+def summary_headers(keys=DEFAULT_SUMMARY_KEYS) -> list[str]:
+    return ["strategy", "complete seeds", *(key.replace("_", " ") for key in keys)]
+
+
+def summary_rows(jobs: list[Job], keys=DEFAULT_SUMMARY_KEYS) -> list[list[str]]:
+    """Per strategy: complete seeds of the grid, and the mean and spread of its summaries.
+
+    A summary the runs' evaluation protocol did not measure (forgetting under ``current``)
+    reads "not measured", not a number; a per-task series counts as its mean over tasks.
+    """
     rows = []
     by_strategy: dict[str, list[Job]] = {}
     for job in jobs:
         by_strategy.setdefault(job.strategy, []).append(job)
     for strategy, its_jobs in by_strategy.items():
-        summaries = [_summary(job) for job in its_jobs if state_of(job) == "complete"]
+        results = [_results(job) for job in its_jobs if state_of(job) == "complete"]
         diverged = sum(state_of(job) == "diverged" for job in its_jobs)
-        cells = [strategy, f"{len(summaries)}/{len(its_jobs)}" + (f" ({diverged} diverged)" if diverged else "")]
-        for key in ("average_accuracy", "forgetting"):
-            values = [s[key] for s in summaries if isinstance(s.get(key), (int, float))]
-            cells.append(_mean_sd(values))
+        cells = [strategy, f"{len(results)}/{len(its_jobs)}" + (f" ({diverged} diverged)" if diverged else "")]
+        for key in keys:
+            values = [v for r in results if isinstance(v := _scalar((r.get("summary") or {}).get(key)), (int, float))]
+            unmeasured = results and all(key in (r.get("summary_unavailable") or {}) for r in results)
+            cells.append("not measured" if unmeasured and not values else _mean_sd(values))
         rows.append(cells)
     return rows
 
 
-SUMMARY_HEADERS = ["strategy", "complete seeds", "average accuracy", "forgetting"]
+SUMMARY_HEADERS = summary_headers()
 
 
-def _summary(job: Job) -> dict:
+def _scalar(value):
+    if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
+        return sum(value) / len(value)
+    return value
+
+
+def _results(job: Job) -> dict:
     try:
-        return json.loads((Path(job.run_dir) / RESULTS_FILE).read_text()).get("summary") or {}
+        result = json.loads((Path(job.run_dir) / RESULTS_FILE).read_text())
     except (OSError, ValueError):
         return {}
+    return result if isinstance(result, dict) else {}
 
 
 def _mean_sd(values: list[float]) -> str:

@@ -47,8 +47,11 @@ class SweepProgress:
         state = {DONE: "done", FAILED: "failed"}.get(outcome.status, "interrupted")
         self._move("running", state)
         if outcome.status == DONE:
+            # under `current` a run has no average accuracy; its plasticity retention says more
             accuracy = outcome.summary.get("average_accuracy")
-            about = f"average accuracy {accuracy:.3f}" if isinstance(accuracy, float) else ""
+            retention = outcome.summary.get("plasticity_retention")
+            about = (f"average accuracy {accuracy:.3f}" if isinstance(accuracy, float) else
+                     f"plasticity retention {retention:.3f}" if isinstance(retention, float) else "")
             about += " (resumed from its checkpoint)" if job.resume else ""
         elif outcome.status == FAILED:
             about = f"{outcome.error}  (see {job.run_dir}/{ERROR_FILE})"
