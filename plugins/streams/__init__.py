@@ -22,7 +22,8 @@ def collapsebench_streams():
             factory=_split_digits,
             scenarios=("class", "task"),
             options=(
-                Option("n_experiences", 5, "number of experiences; the 10 classes are divided evenly", minimum=1, maximum=10),
+                Option("n_experiences", 5, "number of experiences; the 10 classes are divided evenly",
+                       choices=(1, 2, 5, 10)),
                 Option("test_fraction", 0.2, "held-out fraction, stratified by class with the run's seed", minimum=0.01, maximum=0.99),
             ),
         ),

@@ -64,7 +64,8 @@ STREAMS = (
         check_data=layout.check_mnist,
         scenarios=("class", "task"),
         options=(
-            Option("n_experiences", 5, "number of experiences; the 10 digits are divided evenly", minimum=1, maximum=10),
+            Option("n_experiences", 5, "number of experiences; the 10 digits are divided evenly",
+                   choices=(1, 2, 5, 10)),
             *_class_order_options(10),
             *_subset_options(),
         ),
@@ -89,7 +90,8 @@ STREAMS = (
         check_data=layout.check_cifar10,
         scenarios=("class", "task"),
         options=(
-            Option("n_experiences", 2, "number of experiences; the 10 classes are divided evenly", minimum=1, maximum=10),
+            Option("n_experiences", 2, "number of experiences; the 10 classes are divided evenly",
+                   choices=(1, 2, 5, 10)),
             *_class_order_options(10),
             *_subset_options(),
         ),
@@ -101,7 +103,8 @@ STREAMS = (
         check_data=layout.check_cifar100,
         scenarios=("class", "task"),
         options=(
-            Option("n_experiences", 10, "number of experiences; the 100 classes are divided evenly", minimum=1, maximum=100),
+            Option("n_experiences", 10, "number of experiences; the 100 classes are divided evenly",
+                   choices=(1, 2, 4, 5, 10, 20, 25, 50, 100)),
             *_class_order_options(100),
             *_subset_options(),
         ),
