@@ -65,7 +65,7 @@ def test_numeric_flags_are_finite_and_in_range(cli, tmp_path, flags, fragment):
     ("plugins = [3]\n", "'plugins' must be a list of names (strings), got 3"),
     ('evaluators = ["weights", 3]\n', "'evaluators' must be a list of names (strings), got 3"),
     ('plugins = "name"\n', "--plugin 'name' is neither an installed"),  # one name, not four letters
-    ("[stream_options]\nn_experiences = -1\n", "expected at least 1"),
+    ("[stream_options]\nn_experiences = -1\n", "expected one of 1, 2, 5, 10, got -1"),
     ("stream_options = 3\n", "'stream_options' must be a table"),
     ("colour = 'red'\n", "Unknown config key 'colour'"),
 ])
