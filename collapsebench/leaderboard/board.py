@@ -78,7 +78,8 @@ def load_boards(board_dir: str | Path, track: str | None = None, tracks: dict[st
         except CollapsebenchError as exc:
             excluded.append(Excluded(path, getattr(exc, "problems", [str(exc)])))
             continue
-        claimed = submission.get("track", {}).get("name") if isinstance(submission, dict) else None
+        track_record = submission.get("track") if isinstance(submission, dict) else None
+        claimed = track_record.get("name") if isinstance(track_record, dict) else None
         problems = check_submission(submission, tracks.get(claimed) if isinstance(claimed, str) else None)
         if not problems and claimed != path.parent.name:
             problems = [f"track.name: {claimed!r}, but the file is in the folder of track {path.parent.name!r}"]

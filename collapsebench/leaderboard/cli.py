@@ -7,6 +7,7 @@ Only the standard library is imported here, so that ``collapsebench --help`` sta
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 SORT_CHOICES = ("rank", "average_accuracy", "forgetting", "capacity_retention", "dead_units", "plasticity")
@@ -59,8 +60,14 @@ def _board_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_submit(args) -> int:
+    from collapsebench.errors import CollapsebenchError
+    from collapsebench.leaderboard.bounded import MAX_AUTHOR, MAX_NAME, one_line_problem
     from collapsebench.leaderboard.submission import build_submission, write_submission
 
+    for flag, value, limit in (("--name", args.name, MAX_NAME), ("--author", args.author, MAX_AUTHOR)):
+        problem = value is not None and one_line_problem(value, limit)
+        if problem:
+            raise CollapsebenchError(f"{flag} {value!r}: {problem}; it is shown on the board as one line.")
     submission = build_submission(args.run_dirs, name=args.name, author=args.author, url=args.url, extra_plugins=args.plugin)
     path = write_submission(submission, args.board, replace=args.replace)
     sample = " (sample data)" if submission["data"]["sample"] else ""
@@ -91,11 +98,15 @@ def cmd_leaderboard(args) -> int:
 def _validate_files(args) -> int:
     from collapsebench.errors import CollapsebenchError
     from collapsebench.leaderboard.board import installed_tracks
-    from collapsebench.leaderboard.submission import read_submission
+    from collapsebench.leaderboard.bounded import read_submission
     from collapsebench.leaderboard.validate import check_submission
 
     # Only installed and --plugin collapsebench plugins: validating a file must not run code it names.
     tracks = installed_tracks(args.plugin)
+    folders = [file for file in args.files if os.path.isdir(file)]
+    if folders:
+        raise CollapsebenchError(f"leaderboard validate takes submission files; {folders[0]!r} is a directory "
+                                 f"(validate its files with: collapsebench leaderboard validate {folders[0]}/*/*.json).")
     failed = 0
     for file in args.files:
         try:
@@ -118,7 +129,7 @@ def _validate_files(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from collapsebench.leaderboard.submission import read_submission
+    from collapsebench.leaderboard.bounded import read_submission
     from collapsebench.leaderboard.verify import verify
 
     verdict = verify(read_submission(args.submission), seed=args.seed, plugins=args.plugin, data_root=args.data_root,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from collapsebench.leaderboard.board import Board, Excluded
+from collapsebench.leaderboard.bounded import markdown_text
 from collapsebench.leaderboard.ranking import DEFAULT_RANK, METRICS, RANKING_RULE, Entry, ranking_rule, sort_entries
 
 METRIC_LABELS = {
@@ -100,6 +101,8 @@ def render_markdown(boards: Sequence[Board], excluded: Sequence[Excluded], sort:
     ]
     for board in boards:
         headers, rows = _rows(board, sort)
+        # Names and specs come from submitters: literal text, never a heading, link or cell break.
+        rows = [[markdown_text(value) if column in (2, 3) else value for column, value in enumerate(row)] for row in rows]
         lines += [f"## {board.title}", "", board.track_description, "", _data_line(board), ""]
         if tuple(board.rank) != DEFAULT_RANK:
             lines += ["**Ranking on this board.** " + ranking_rule(board.rank), ""]
@@ -110,7 +113,7 @@ def render_markdown(boards: Sequence[Board], excluded: Sequence[Excluded], sort:
         lines += ["No submissions yet.", ""]
     if excluded:
         lines += ["## Left out", ""]
-        lines += [f"- `{item.path.name}`: " + "; ".join(item.problems[:3]) for item in excluded]
+        lines += [f"- {markdown_text(item.path.name)}: " + markdown_text("; ".join(item.problems[:3])) for item in excluded]
         lines.append("")
     return "\n".join(lines)
 

@@ -1,0 +1,157 @@
+"""Hostile submissions and boards (issue 17): bounded reads, one-line names, clear messages."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from collapsebench.leaderboard import hashing
+from collapsebench.leaderboard.bounded import MAX_DEPTH, MAX_ITEMS, depth_of, markdown_text
+from collapsebench.leaderboard.render import render_markdown
+from collapsebench.leaderboard.board import load_boards
+from collapsebench.leaderboard.submission import build_submission, slug, write_submission
+from leaderboard_helpers import TRACK, write_runs
+
+INJECTED = "a | b\n\n## Injected heading [x](javascript:alert(1)) <script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return write_runs(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def submission(runs):
+    return build_submission(runs, author="A. Tester")
+
+
+def rehashed(submission: dict) -> dict:
+    submission["content_hash"] = hashing.content_hash(submission)
+    return submission
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_deep_nesting_is_an_invalid_submission(cli, tmp_path):
+    deep = write(tmp_path / "deep.json", "[" * 10_000 + "]" * 10_000)
+    code, out, err = cli("leaderboard", "validate", deep)
+    assert code == 1, err
+    assert f"nested 10000 levels deep (at most {MAX_DEPTH})" in out
+    code, out, err = cli("verify", deep)
+    assert code == 2 and "nested 10000 levels deep" in err and "Traceback" not in err
+
+
+def test_deep_nesting_on_a_board_leaves_the_file_out(cli, tmp_path, submission):
+    write_submission(copy.deepcopy(submission), tmp_path)
+    folder = tmp_path / "submissions" / TRACK
+    write(folder / "deep.json", '{"a": ' * 5000 + "1" + "}" * 5000)
+    code, out, err = cli("leaderboard", "--board", tmp_path)
+    assert code == 0, err
+    assert "deep.json" in err and "levels deep" in err
+    assert "naive" in out  # the valid submission is still shown
+
+
+def test_brackets_inside_strings_do_not_count():
+    assert depth_of(b'{"a": "[[[[{{{{\\"[[[["}') == 1
+    assert depth_of(b"[[1], [2, [3]]]") == 3
+
+
+def test_a_huge_integer_in_timing_is_an_invalid_submission(cli, tmp_path, submission):
+    text = json.dumps(submission).replace('"timing": {', '"timing": {"huge": ' + "9" * 5000 + ", ", 1)
+    path = write(tmp_path / "big.json", text)
+    code, out, err = cli("leaderboard", "validate", path)
+    assert code == 1, err
+    assert "an integer of 5000 digits" in out and "Traceback" not in err
+
+
+def test_a_five_million_value_series_is_rejected_fast(cli, tmp_path, submission):
+    data = copy.deepcopy(submission)
+    series = next(iter(data["runs"][0]["collapse"]))
+    data["runs"][0]["collapse"][series] = [0] * 5_000_000
+    path = write(tmp_path / "long.json", json.dumps(data))
+    started = time.perf_counter()
+    code, out, err = cli("leaderboard", "validate", path)
+    elapsed = time.perf_counter() - started
+    assert code == 1, err
+    assert f"5000000 items (at most {MAX_ITEMS})" in out
+    assert elapsed < 10, elapsed  # was 60 s
+
+
+def test_a_file_above_the_size_cap_is_refused_unread(cli, tmp_path, monkeypatch):
+    from collapsebench.leaderboard import bounded
+
+    monkeypatch.setattr(bounded, "MAX_BYTES", 1000)
+    path = write(tmp_path / "big.json", json.dumps({"pad": "x" * 2000}))
+    code, out, err = cli("leaderboard", "validate", path)
+    assert code == 1 and "above the limit of 1,000" in out
+
+
+def test_an_injected_name_is_refused(submission, cli, tmp_path):
+    from collapsebench.leaderboard.validate import check_submission
+
+    problems = check_submission(rehashed({**copy.deepcopy(submission), "name": INJECTED}))
+    assert any(p.startswith("name: holds the control character '\\n'") for p in problems), problems
+    problems = check_submission(rehashed({**copy.deepcopy(submission), "author": "x" * 201}))
+    assert any(p.startswith("author: 201 characters") for p in problems), problems
+
+
+def test_submit_refuses_a_multiline_name(cli, runs, tmp_path):
+    code, out, err = cli("submit", *runs, "--name", INJECTED, "--board", tmp_path)
+    assert code == 2, err
+    assert "--name" in err and "control character" in err
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_unicode_names_are_allowed(cli, runs, tmp_path):
+    assert slug("名前") == "名前"
+    code, out, err = cli("submit", *runs, "--name", "名前", "--author", "Zoë Ñandú", "--board", tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "submissions" / TRACK / "名前.json").is_file()
+    boards, excluded = load_boards(tmp_path)
+    assert not excluded and boards[0].entries[0].name == "名前"
+
+
+def test_markdown_in_a_one_line_name_stays_text(submission, tmp_path):
+    name = "a | b ## [x](javascript:alert(1)) <script>x</script>"
+    write_submission(rehashed({**copy.deepcopy(submission), "name": name}), tmp_path)
+    boards, excluded = load_boards(tmp_path)
+    assert not excluded
+    page = render_markdown(boards, excluded)
+    row = next(line for line in page.splitlines() if "javascript" in line)
+    assert "<script>" not in page and "[x](" not in page and "\\[x\\](javascript" in row
+    assert markdown_text(name) in row
+    header = next(line for line in page.splitlines() if line.startswith("| rank"))
+    assert len(re.findall(r"(?<!\\)\|", row)) == header.count("|")  # no extra cell
+    assert markdown_text("a|b") == "a\\|b"
+
+
+def test_validate_on_a_directory_is_a_message(cli, tmp_path):
+    code, out, err = cli("leaderboard", "validate", tmp_path)
+    assert code == 2 and "is a directory" in err and "Traceback" not in err
+
+
+def test_submit_to_a_board_that_is_a_file(cli, runs, tmp_path):
+    board = write(tmp_path / "board", "")
+    code, out, err = cli("submit", *runs, "--board", board)
+    assert code == 2 and "Traceback" not in err
+    assert str(board) in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_submit_to_a_read_only_board(cli, runs, tmp_path):
+    (tmp_path / "board").mkdir()
+    (tmp_path / "board").chmod(0o555)
+    try:
+        code, out, err = cli("submit", *runs, "--board", tmp_path / "board")
+    finally:
+        (tmp_path / "board").chmod(0o755)
+    assert code == 2 and "Traceback" not in err
