@@ -101,3 +101,29 @@ def test_running_a_track_runs_its_seeds(cli, tmp_path):
         result = json.loads((tmp_path / "runs" / f"seed{seed}" / "results.json").read_text())
         assert result["config"]["track"] == "mine" and result["config"]["seed"] == seed
         assert result["config"]["epochs"] == 1
+
+
+def test_the_plasticity_tracks_follow_the_papers_protocols():
+    """Dohare's task counts, newest-task-only evaluation and a plasticity ranking; forgetting
+    tracks keep the full matrix and the default ranking."""
+    from collapsebench.config import build_config
+    from collapsebench.protocols import parse
+
+    tracks = load_tracks(build_manager())
+    for name, tasks in (("permuted-mnist-mlp", 800), ("continual-imagenet32-convnet", 2000),
+                        ("permuted-mnist-sample-mlp", 100)):
+        track = tracks[name]
+        assert track.config["stream_options"]["n_experiences"] == tasks, name
+        assert parse(build_config(dict(track.config)).evaluation).name == "current", name
+        assert track.rank == ("plasticity_retention", "capacity_retention"), name
+    sample = tracks["permuted-mnist-sample-mlp"].config
+    # the issue-6 setting in which naive SGD measurably loses plasticity on the shared sample
+    assert (sample["lr"], sample["momentum"], sample["batch_size"], sample["model_options"]["widths"]) == (
+        0.03, 0.9, 16, [100, 100])
+    for name in ("split-digits-mlp", "split-mnist-mlp", "split-cifar100-resnet18"):
+        assert "evaluation" not in tracks[name].config and tracks[name].rank is None, name
+
+
+def test_a_track_fixes_its_evaluation_protocol(cli):
+    code, out, err = cli("run", "--track", "permuted-mnist-sample-mlp", "--evaluation", "full")
+    assert code == 2 and "fixes evaluation" in err, err
