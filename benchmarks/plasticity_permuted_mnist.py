@@ -1,25 +1,28 @@
 """Loss of plasticity on permuted MNIST, and whether each plasticity strategy keeps it.
 
-For naive, l2, shrink_perturb, cbp (two replacement rates), er_l2, l2_init and redo, and two
-references (a fresh network per task; naive at a lower learning rate), over several seeds:
-train an MLP on a sequence of permuted-MNIST tasks (the built-in ``permuted-mnist`` stream, read from the data
-root) with the built-in strategies' Avalanche training plugins in Avalanche's
-``SupervisedTemplate``, exactly as ``collapsebench run`` composes them. After each task it
-records the accuracy on that newest task's test data (R[j][j]) and, on the same test inputs,
-each hidden layer's activation erank, dead-unit fraction and dormant-unit fraction.
+Everything trains through the product: the strategies run as a ``collapsebench sweep`` of the
+``permuted-mnist-sample-mlp`` track (100 permutations of 4,000 images of the shared MNIST sample,
+an MLP 100-100, SGD lr 0.03 with momentum 0.9, minibatches of 16, ``current`` evaluation: only
+the newest task is tested after each). Two references leave the track's protocol and so run as
+plain ``collapsebench run``s with the track's settings and one change each:
 
-It evaluates only the newest task, which is all this question needs: ``collapsebench run``
-evaluates the whole test stream after every task, T² evaluations, which costs more than the
-training here.
+- ``fresh``: naive SGD with the ``plasticity`` evaluator, which trains a freshly initialized
+  network on every task alone with the same budget (the denominator of SPEC's plasticity);
+- ``naive_lr0.01``: naive SGD at a third of the learning rate.
 
-    uv run python benchmarks/plasticity_permuted_mnist.py               # run (about 12 min) and plot
-    uv run python benchmarks/plasticity_permuted_mnist.py --variants cbp --seeds 3   # add runs
-    uv run python benchmarks/plasticity_permuted_mnist.py --plot-only   # tables and plots from the JSON
+Per variant and seed it reads ``results.json``: the accuracy on each task right after training
+on it (R[i][i]), the online accuracy where the runner recorded it, and the collapse series.
+It prints a Markdown table for docs/strategies.md, draws the report's plasticity-over-tasks
+figure into docs/img/, and keeps the table's numbers in benchmarks/plasticity_permuted_mnist.json.
 
-Data: ``$COLLAPSEBENCH_DATA_ROOT`` (default ``../shared/data``), holding MNIST/raw/ in
-torchvision's layout. Results: ``benchmarks/plasticity_permuted_mnist.json``, where runs
-accumulate (a run already there with the same scale and variant definition is not repeated);
-the plot goes to ``docs/img/``; the table is printed as Markdown for docs/strategies.md.
+    uv run python benchmarks/plasticity_permuted_mnist.py --dry-run      # the commands, nothing run
+    uv run python benchmarks/plasticity_permuted_mnist.py --workers 2    # run what is missing, then tables
+    uv run python benchmarks/plasticity_permuted_mnist.py --variants naive cbp --seeds 0
+    uv run python benchmarks/plasticity_permuted_mnist.py --table-only   # from the run directories
+
+Run directories go under ``--out`` (default runs/plasticity/<variant>); a sweep skips finished
+jobs and a finished reference run is not repeated, so an interrupted benchmark continues. Data:
+``$COLLAPSEBENCH_DATA_ROOT`` (default ``../shared/data``), holding MNIST/raw/.
 """
 
 from __future__ import annotations
@@ -27,32 +30,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
-import warnings
+import shlex
+import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+TRACK = "permuted-mnist-sample-mlp"
 RESULTS = REPO / "benchmarks" / "plasticity_permuted_mnist.json"
 IMAGES = REPO / "docs" / "img"
+SEEDS = [0, 1, 2]
+#: Share of the tasks at each end of the stream whose new-task accuracies are compared (SPEC).
+WINDOW = 0.1
 
-# The scale: chosen so that the whole benchmark takes about 20 minutes on a shared 2-core CPU,
-# with a learning rate high enough that plain SGD loses plasticity within 30 tasks.
-SETTINGS = {
-    "tasks": 30,
-    "train_subset": 4000,  # training images per task (of the sample's 8,000), one pass
-    "test_subset": 500,  # test images per task (of 2,000): accuracy and activations
-    "widths": [100, 100],
-    "lr": 0.03,
-    "momentum": 0.9,
-    "batch_size": 16,
-    "epochs": 1,
-    "seeds": [0, 1, 2],
-}
-
-# What is compared: a strategy with option values for this scale (anything not named keeps the
-# strategy's documented default), and two references: "fresh", a newly initialized network
-# trained on each task alone with the same budget (the denominator of SPEC's plasticity), and
-# plain SGD at a third of the learning rate.
+# A strategy with option values for this scale (anything not named keeps the strategy's documented
+# default), or a reference: ``run`` holds the config keys it changes against the track's protocol.
 VARIANTS = {
     "naive": {"strategy": "naive", "options": {}},
     "l2": {"strategy": "l2", "options": {"weight_decay": 1e-3}},
@@ -64,8 +57,8 @@ VARIANTS = {
     "l2_init": {"strategy": "l2_init", "options": {"coefficient": 1e-3}},
     # once per task of 250 steps, scored on the last 256 training inputs rather than 16
     "redo": {"strategy": "redo", "options": {"every_n_steps": 250, "score_batches": 16}},
-    "fresh": {"strategy": "naive", "options": {}, "fresh_each_task": True},
-    "naive_lr0.01": {"strategy": "naive", "options": {}, "lr": 0.01},
+    "fresh": {"strategy": "naive", "options": {}, "run": {"evaluators": ["weights", "activations", "plasticity"]}},
+    "naive_lr0.01": {"strategy": "naive", "options": {}, "run": {"lr": 0.01}},
 }
 
 
@@ -73,259 +66,207 @@ def data_root() -> Path:
     return Path(os.environ.get("COLLAPSEBENCH_DATA_ROOT", REPO.parent / "shared" / "data"))
 
 
-def build_stream(registry, seed: int, settings: dict):
-    from collapsebench.records import StreamContext
-
-    record = registry.get("stream", "permuted-mnist")
-    return record.factory(
-        StreamContext(seed=seed, scenario="domain", data_root=data_root()),
-        **record.resolve_options({
-            "n_experiences": settings["tasks"],
-            "train_subset": settings["train_subset"],
-            "test_subset": settings["test_subset"],
-        }),
-    )
+def collapsebench() -> list[str]:
+    """The installed ``collapsebench`` command of this interpreter's environment."""
+    script = Path(sys.executable).parent / "collapsebench"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from collapsebench.cli import main; sys.exit(main())"]
 
 
-class Learner:
-    """A model and the variant's strategy in Avalanche's ``SupervisedTemplate``."""
-
-    def __init__(self, registry, variant: dict, stream, settings: dict):
-        import torch
-        from avalanche.training.plugins import EvaluationPlugin
-        from avalanche.training.templates import SupervisedTemplate
-
-        from collapsebench.records import StrategyContext
-        from collapsebench.runner import compose_strategy
-
-        self.model = registry.get("architecture", "mlp").factory(
-            stream.input_shape, stream.n_classes, False, widths=settings["widths"]
-        )
-        name = variant["strategy"]
-        record = registry.get("strategy", name)
-        context = StrategyContext(model=self.model, config=None, stream=stream)
-        self.parts = compose_strategy([(name, record.factory(context, **record.resolve_options(variant["options"])))])
-        with warnings.catch_warnings():  # "no loggers": nothing listens, accuracy is measured below
-            warnings.simplefilter("ignore", UserWarning)
-            evaluation = EvaluationPlugin(loggers=[])
-        lr = variant.get("lr", settings["lr"])
-        self.strategy = SupervisedTemplate(
-            model=self.model,
-            optimizer=torch.optim.SGD(self.model.parameters(), lr=lr, momentum=settings["momentum"]),
-            criterion=torch.nn.CrossEntropyLoss(),
-            train_mb_size=settings["batch_size"],
-            train_epochs=settings["epochs"],
-            device="cpu",
-            plugins=list(self.parts.plugins),
-            evaluator=evaluation,
-        )
-
-    def units_replaced(self) -> dict[str, int]:
-        replaced = {}
-        for plugin in self.parts.plugins:  # cbp's replacements, redo's recycled units
-            replaced.update(getattr(plugin, "replaced_total", None) or getattr(plugin, "recycled_total", {}))
-        return replaced
-
-
-def measure(model, test_dataset) -> dict:
-    """Accuracy on a task's test data, and each layer's activation erank, dead and dormant units on it."""
-    import torch
-
-    from collapsebench.metrics import dead_units, dormant_units, erank
-    from collapsebench.taps import capture_activations, taps_of
-
-    loader = torch.utils.data.DataLoader(test_dataset, batch_size=len(test_dataset))
-    x, y, *_ = next(iter(loader))
-    taps = taps_of(model)
-    model.eval()
-    with torch.no_grad(), capture_activations(taps) as captured:
-        accuracy = float((model(x).argmax(dim=1) == y).float().mean())
-    model.train()
-    layers = {}
-    for tap in taps:
-        h = captured[tap.name][0]
-        layers[tap.name] = {"erank": float(erank(h)), "dead_units": dead_units(h), "dormant_units": dormant_units(h)}
-    weight_norm = float(sum((p.detach() ** 2).sum() for p in model.parameters()) ** 0.5)
-    return {"accuracy": accuracy, "layers": layers, "weight_norm": weight_norm}
-
-
-def run_one(registry, name: str, seed: int, settings: dict, echo=print) -> dict:
-    from collapsebench.runner import seed_everything
-
-    variant = VARIANTS[name]
-    seed_everything(seed)
-    stream = build_stream(registry, seed, settings)
-    learner = None
-    per_task = []
-    started = time.perf_counter()
-    for experience, test in zip(stream.benchmark.train_stream, stream.benchmark.test_stream):
-        if learner is None or variant.get("fresh_each_task"):
-            learner = Learner(registry, variant, stream, settings)
-        learner.strategy.train(experience)
-        per_task.append(measure(learner.model, test.dataset))
-        if experience.current_experience % 5 == 4:
-            last = per_task[-1]
-            echo(f"  {name} seed {seed} task {experience.current_experience + 1}: accuracy {last['accuracy']:.3f}, "
-                 f"dead {[round(v['dead_units'], 2) for v in last['layers'].values()]} "
-                 f"({time.perf_counter() - started:.0f} s)", flush=True)
-    return {"variant": name, "seed": seed, "spec": variant, "tasks": per_task,
-            "seconds": time.perf_counter() - started, "units_replaced": learner.units_replaced(),
-            "fingerprint": stream.fingerprint}
-
-
-def run_all(variants, seeds, settings, results_path: Path) -> dict:
-    import torch
-
+def track_protocol() -> dict:
     from collapsebench.manager import build_manager
-    from collapsebench.registry import Registry
+    from collapsebench.tracks import get_track
 
-    torch.set_num_threads(1)  # a shared machine; the MLP is too small to gain from threads
-    registry = Registry(build_manager())
-    results = _load(results_path) if results_path.exists() else {"settings": settings, "runs": []}
-    if _scale(results["settings"]) != _scale(settings):  # runs at another scale do not mix
-        results = {"settings": settings, "runs": []}
-    # a run is reused only if its variant is still defined the same way
-    results["runs"] = [r for r in results["runs"] if VARIANTS.get(r["variant"]) == r["spec"]]
-    done = {(r["variant"], r["seed"]) for r in results["runs"]}
-    for seed in seeds:
-        for name in variants:
-            if (name, seed) in done:
-                continue
-            results["runs"].append(run_one(registry, name, seed, settings))
-            results["settings"]["seeds"] = sorted({r["seed"] for r in results["runs"]})
-            results_path.write_text(json.dumps(results, indent=1))  # each finished run is kept
-    return results
+    return dict(get_track(build_manager(), TRACK).config)
 
 
-def _scale(settings: dict) -> dict:
-    return {key: value for key, value in settings.items() if key != "seeds"}
+def option_flags(flag: str, options: dict, prefix: str = "") -> list[str]:
+    """``--<kind>-option [NAME.]KEY=VALUE`` per option; values as TOML literals (JSON's agree here)."""
+    return [part for key, value in options.items() for part in (flag, f"{prefix}{key}={json.dumps(value)}")]
 
 
-def _load(path: Path) -> dict:
-    return json.loads(path.read_text())
+def run_flags(config: dict) -> list[str]:
+    """The flags of ``collapsebench run`` that set ``config``'s keys."""
+    flags = []
+    for key, value in config.items():
+        if key in ("stream_options", "model_options"):
+            flags += option_flags(f"--{key.removesuffix('_options')}-option", value)
+        elif key == "evaluator_options":
+            for name, options in value.items():
+                flags += option_flags("--evaluator-option", options, f"{name}.")
+        elif key == "evaluators":
+            flags += ["--evaluators", ",".join(value)]
+        else:
+            flags += [f"--{key.replace('_', '-')}", str(value)]
+    return flags
 
 
-# --- summaries and plots -------------------------------------------------------------------
+def variant_dir(out: Path, name: str) -> Path:
+    return out / name
 
 
-def series(results: dict, name: str, value) -> dict[int, list[float]]:
-    """Per seed, ``value(task_record)`` over tasks."""
-    return {run["seed"]: [value(task) for task in run["tasks"]] for run in results["runs"] if run["variant"] == name}
+def run_dirs(out: Path, name: str, seeds) -> list[Path]:
+    """Where a variant's runs are: a sweep's OUT/TRACK/STRATEGY/seedN, or a reference's seedN."""
+    variant = VARIANTS[name]
+    base = variant_dir(out, name)
+    if "run" in variant:
+        return [base / f"seed{seed}" for seed in seeds]
+    return [base / TRACK / variant["strategy"] / f"seed{seed}" for seed in seeds]
 
 
-def mean_layers(task: dict, metric: str) -> float:
-    values = [layer[metric] for layer in task["layers"].values()]
-    return sum(values) / len(values)
+def commands(name: str, seeds, out: Path, workers: int | None) -> list[list[str]]:
+    """The collapsebench commands that run a variant (each skips or resumes what is done)."""
+    variant = VARIANTS[name]
+    common = ["--data-root", str(data_root())]
+    if "run" not in variant:
+        command = [*collapsebench(), "sweep", "--track", TRACK, "--strategies", variant["strategy"],
+                   "--seeds", ",".join(map(str, seeds)), "--out", str(variant_dir(out, name)), *common,
+                   *option_flags("--strategy-option", variant["options"], f"{variant['strategy']}.")]
+        return [command + (["--workers", str(workers)] if workers else [])]
+    config = {**track_protocol(), **variant["run"]}
+    result = []
+    for seed, run_dir in zip(seeds, run_dirs(out, name, [*seeds])):
+        if complete(run_dir):
+            continue
+        result.append([*collapsebench(), "run", *run_flags(config), "--strategy", variant["strategy"],
+                       *option_flags("--strategy-option", variant["options"]),
+                       "--seed", str(seed), "--out", str(run_dir), *common])
+    return result
 
 
-def over_seeds(per_seed: list[float]) -> str:
-    import statistics
+def complete(run_dir: Path) -> bool:
+    path = run_dir / "results.json"
+    try:
+        return json.loads(path.read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
 
-    spread = statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0
-    return f"{statistics.fmean(per_seed):.3f} ± {spread:.3f}"
+
+# --- reading the runs -----------------------------------------------------------------------
+
+
+def window_mean(values: list[float], first: bool) -> float:
+    k = max(1, round(WINDOW * len(values)))
+    chosen = values[:k] if first else values[-k:]
+    return statistics.fmean(chosen)
+
+
+def read_run(run_dir: Path) -> dict:
+    """What the table needs from one finished run."""
+    from collapsebench.report.runs import Run, new_task_accuracy, online_accuracy
+
+    result = json.loads((run_dir / "results.json").read_text())
+    run = Run(run_dir, result)
+    tested = new_task_accuracy(run)
+    accuracy = [tested[i] for i in sorted(tested)]
+    fresh = run.by_experience("fresh_accuracy", "model", "all")
+    online = online_accuracy(run)
+    summary = run.summary
+    return {
+        "run_dir": str(run_dir.relative_to(REPO) if run_dir.is_relative_to(REPO) else run_dir),
+        "seed": run.seed,
+        "new_task_accuracy": accuracy,
+        "online_accuracy": [online[i] for i in sorted(online)],
+        "fresh_accuracy": [fresh[i] for i in sorted(fresh)],
+        "first": window_mean(accuracy, True),
+        "last": window_mean(accuracy, False),
+        "plasticity_retention": window_mean(accuracy, False) / window_mean(accuracy, True),
+        "capacity_retention": summary.get("capacity_retention"),
+        "dead_units": summary.get("dead_units"),
+        "seconds": (result.get("timing") or {}).get("total"),
+        "fingerprint": (result.get("stream") or {}).get("fingerprint"),
+    }
+
+
+def collect(out: Path, variants, seeds) -> dict:
+    collected = {}
+    for name in variants:
+        runs = [read_run(d) for d in run_dirs(out, name, seeds) if complete(d)]
+        if runs:
+            collected[name] = {"spec": VARIANTS[name], "runs": runs}
+    return {"format": 2, "track": TRACK, "window": WINDOW, "variants": collected}
+
+
+def over_seeds(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.3f} ± {spread:.3f}"
 
 
 def table(results: dict) -> str:
-    """One row per variant: windows of 5 tasks at the start and the end, mean ± sd over seeds."""
-    import statistics
-
-    first, last = slice(0, 5), slice(-5, None)
-    fresh = series(results, "fresh", lambda t: t["accuracy"])
-    rows = ["| variant | seeds | accuracy, tasks 1-5 | accuracy, last 5 tasks | change | plasticity, last 5 | "
-            "activation erank, first 5 → last 5 | dead units, first 5 → last 5 | s per run |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name in VARIANTS:
-        accuracy = series(results, name, lambda t: t["accuracy"])
-        if not accuracy:
-            continue
-        seeds = sorted(accuracy)
-        start = [statistics.fmean(accuracy[s][first]) for s in seeds]
-        end = [statistics.fmean(accuracy[s][last]) for s in seeds]
-        # SPEC's plasticity: R[j][j] over a fresh model's accuracy on task j (same seed, same task)
-        ratio = [statistics.fmean(a / f for a, f in zip(accuracy[s][last], fresh[s][last]))
-                 for s in seeds if s in fresh]
-        e = series(results, name, lambda t: mean_layers(t, "erank"))
-        d = series(results, name, lambda t: mean_layers(t, "dead_units"))
-
-        def mean_of(values, window):
-            return statistics.fmean(statistics.fmean(values[s][window]) for s in seeds)
-
-        seconds = statistics.fmean(r["seconds"] for r in results["runs"] if r["variant"] == name)
-        rows.append(
-            f"| {name} | {len(seeds)} | {over_seeds(start)} | {over_seeds(end)} | "
-            f"{over_seeds([b - a for a, b in zip(start, end)])} | {over_seeds(ratio) if ratio else '-'} | "
-            f"{mean_of(e, first):.1f} → {mean_of(e, last):.1f} | "
-            f"{mean_of(d, first):.2f} → {mean_of(d, last):.2f} | "
-            f"{seconds:.0f} |"
-        )
+    """One row per variant: mean ± sd over seeds of what the plasticity board ranks, and more."""
+    rows = ["| variant | seeds | new-task accuracy, first 10% | last 10% | plasticity retention | "
+            "capacity retention | dead units (end) | s per run |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, entry in results["variants"].items():
+        runs = entry["runs"]
+        seconds = [r["seconds"] for r in runs if r["seconds"] is not None]
+        cells = [over_seeds([r[key] for r in runs])
+                 for key in ("first", "last", "plasticity_retention", "capacity_retention", "dead_units")]
+        took = f"{statistics.fmean(seconds):.0f}" if seconds else "-"
+        rows.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + f" | {took} |")
+    fresh = results["variants"].get("fresh")
+    if fresh and all(r["fresh_accuracy"] for r in fresh["runs"]):
+        last = [window_mean(r["fresh_accuracy"], False) for r in fresh["runs"]]
+        rows.append(f"\nA fresh network per task reaches {over_seeds(last)} on the last 10% of tasks "
+                    "(the plasticity evaluator's fresh_accuracy).")
     return "\n".join(rows)
 
 
-def plot(results: dict, images: Path) -> list[Path]:
-    import matplotlib
+def plot(out: Path, variants, seeds, images: Path) -> Path | None:
+    """The report's plasticity-over-tasks figure, one colour per variant."""
+    from collapsebench.report.figures import MissingData, plasticity_over_tasks
+    from collapsebench.report.runs import Run
+    from collapsebench.results import read_results
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    runs = [Run(d, read_results(d), label=name) for name in variants for d in run_dirs(out, name, seeds) if complete(d)]
+    if not runs:
+        return None
+    try:
+        figure = plasticity_over_tasks(runs)
+    except MissingData as why:
+        print(f"not drawn: {why}")
+        return None
     images.mkdir(parents=True, exist_ok=True)
-    panels = [
-        ("accuracy on the newest task", lambda t: t["accuracy"]),
-        ("activation erank (mean over the 2 layers)", lambda t: mean_layers(t, "erank")),
-        ("dead units (fraction, mean over the 2 layers)", lambda t: mean_layers(t, "dead_units")),
-    ]
-    styles = {"fresh": {"color": "black", "linestyle": "--"}, "naive_lr0.01": {"color": "grey", "linestyle": ":"}}
-    colors = dict(zip([v for v in VARIANTS if v not in styles], plt.get_cmap("tab10").colors))
-    figure = plt.figure(figsize=(14, 9))
-    grid = figure.add_gridspec(2, 2)
-    axes = [figure.add_subplot(grid[0, :]), figure.add_subplot(grid[1, 0]), figure.add_subplot(grid[1, 1])]
-    for axis, (label, value) in zip(axes, panels):
-        for name in VARIANTS:
-            runs = series(results, name, value)
-            if not runs:
-                continue
-            values = np.array(list(runs.values()))
-            tasks = np.arange(1, values.shape[1] + 1)
-            style = styles[name] if name in styles else {"color": colors[name]}
-            axis.plot(tasks, values.mean(axis=0), label=name, **style)
-            if name not in styles:
-                axis.fill_between(tasks, values.min(axis=0), values.max(axis=0), alpha=0.1, color=style["color"])
-        axis.set_xlabel("task")
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=9, ncol=5, loc="lower left")
-    settings = results["settings"]
-    figure.suptitle(
-        f"Permuted MNIST (10,000-image sample), {settings['tasks']} tasks of {settings['train_subset']} images, "
-        f"MLP {settings['widths']}, SGD lr {settings['lr']}, momentum {settings['momentum']}, batch "
-        f"{settings['batch_size']}: mean over seeds {settings['seeds']}, band min..max",
-        fontsize=10,
-    )
-    figure.tight_layout()
     path = images / "plasticity_permuted_mnist.png"
     figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return [path]
+    return path
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=SETTINGS["seeds"])
-    parser.add_argument("--tasks", type=int, default=SETTINGS["tasks"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "plasticity", help="where the run directories go")
+    parser.add_argument("--workers", type=int, help="the sweeps' worker processes (default: the sweep's own)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--images", type=Path, default=IMAGES)
-    parser.add_argument("--plot-only", action="store_true", help="only tables and plots from the results file")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands; run nothing")
+    parser.add_argument("--table-only", action="store_true", help="only the table and the figure, from --out")
     args = parser.parse_args(argv)
-    settings = {**SETTINGS, "tasks": args.tasks, "seeds": args.seeds}
-    if args.plot_only:
-        results = _load(args.results)
-    else:
-        results = run_all(args.variants, args.seeds, settings, args.results)
+    if not args.table_only:
+        for name in args.variants:
+            for command in commands(name, args.seeds, args.out, args.workers):
+                print("$ " + shlex.join(command), flush=True)
+                if not args.dry_run and subprocess.call(command) != 0:
+                    print(f"{name}: the command failed; the runs that finished are kept, and rerunning continues",
+                          file=sys.stderr)
+        if args.dry_run:
+            return 0
+    results = collect(args.out, args.variants, args.seeds)
+    if not results["variants"]:
+        print(f"No finished runs under {args.out}.", file=sys.stderr)
+        return 1
+    args.results.write_text(json.dumps(results, indent=1) + "\n")
     print(table(results))
-    for path in plot(results, args.images):
+    path = plot(args.out, args.variants, args.seeds, args.images)
+    if path:
         print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
