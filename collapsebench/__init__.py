@@ -31,6 +31,10 @@ __version__ = "0.1.0"
 
 #: public name -> module that defines it, imported when the name is first used
 _LAZY = {
+    # running from Python (torch and Avalanche load inside the first run)
+    "run": "collapsebench.api",
+    "load_run": "collapsebench.api",
+    "RunResult": "collapsebench.api",
     # evaluators (Avalanche)
     "CollapseMetric": "collapsebench.evaluation",
     "Measurement": "collapsebench.evaluation",
@@ -69,6 +73,7 @@ __all__ = [
     "Measurement",
     "Option",
     "Recorder",
+    "RunResult",
     "Strategy",
     "StrategyContext",
     "StrategyParts",
@@ -80,8 +85,10 @@ __all__ = [
     "activation_matrix",
     "capture_activations",
     "hookimpl",
+    "load_run",
     "make_template",
     "moment_key",
+    "run",
     "seed_everything",
     "taps_of",
     "uncounted_gathering",

@@ -121,7 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     # The one place where a command's errors become messages and exit codes (collapsebench.errors).
     try:
-        return COMMANDS[args.command](args)
+        from collapsebench.api import quiet_dependency_warnings
+
+        with quiet_dependency_warnings():  # Avalanche's deprecation warnings are not the user's business
+            return COMMANDS[args.command](args)
     except CollapsebenchError as exc:
         print(f"collapsebench: error: {exc}", file=sys.stderr)
         if exc.details:
