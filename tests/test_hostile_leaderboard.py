@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import platform
 import re
 import time
 from pathlib import Path
@@ -155,3 +156,39 @@ def test_submit_to_a_read_only_board(cli, runs, tmp_path):
     finally:
         (tmp_path / "board").chmod(0o755)
     assert code == 2 and "Traceback" not in err
+
+
+def test_a_verification_record_marks_the_entry_and_binds_to_the_content(cli, submission, tmp_path):
+    from collapsebench.leaderboard import verification
+    from collapsebench.leaderboard.verify import Verdict
+
+    forged = write_submission(rehashed({**copy.deepcopy(submission), "name": "forged"}), tmp_path)
+    honest = write_submission(build_submission(write_runs(tmp_path / "runs", strategy="replay"), name="honest"), tmp_path)
+    record = verification.record(honest, json.loads(honest.read_text()),
+                                 Verdict(seed=1), by="reviewer")
+    assert record == honest.with_name("honest.verification")
+    saved = json.loads(record.read_text())["records"][0]
+    assert saved["verified_by"] == "reviewer" and saved["seed"] == 1 and saved["environment"]["python"] == platform.python_version()
+    assert saved["content_hash"] == json.loads(honest.read_text())["content_hash"]
+
+    code, out, err = cli("leaderboard", "--board", tmp_path, "--format", "markdown")
+    assert code == 0, err
+    rows = {line.split("|")[3].strip(): line for line in out.splitlines() if line.startswith("| ") and "±" in line}
+    assert "unverified" in rows["forged"] and "seed 1, 20" in rows["honest"]
+    code, out, err = cli("leaderboard", "--board", tmp_path, "--verified-only")
+    assert code == 0 and "honest" in out and "forged" not in out
+    code, out, err = cli("leaderboard", "--board", tmp_path, "--format", "json")
+    entries = {e["name"]: e for board in json.loads(out)["boards"] for e in board["entries"]}
+    assert entries["forged"]["verification"] is None and entries["honest"]["verification"]["seeds"] == [1]
+
+    # Edited after verifying: another content hash, so the record no longer counts.
+    edited = json.loads(honest.read_text())
+    edited["author"] = "someone else"
+    honest.write_text(json.dumps(rehashed(edited)))
+    code, out, err = cli("leaderboard", "--board", tmp_path, "--verified-only")
+    assert "honest" not in out
+
+
+def test_verified_only_cannot_write_the_pages(cli, tmp_path):
+    code, out, err = cli("leaderboard", "--board", tmp_path, "--verified-only", "--write")
+    assert code == 2 and "--verified-only" in err

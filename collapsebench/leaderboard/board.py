@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from collapsebench.errors import CollapsebenchError
-from collapsebench.leaderboard import submissions_dir
+from collapsebench.leaderboard import submissions_dir, verification
 from collapsebench.leaderboard.ranking import DEFAULT_RANK, Entry, rank_board
 from collapsebench.leaderboard.submission import read_submission
 from collapsebench.leaderboard.validate import check_submission
@@ -60,9 +60,13 @@ def board_rank(track, submissions: list[dict[str, Any]]) -> tuple[str, ...]:
     return recorded.pop() if len(recorded) == 1 else DEFAULT_RANK
 
 
-def load_boards(board_dir: str | Path, track: str | None = None, tracks: dict[str, Any] | None = None
-                ) -> tuple[list[Board], list[Excluded]]:
-    """Every valid submission under ``board_dir``, ranked per board; and the files left out."""
+def load_boards(board_dir: str | Path, track: str | None = None, tracks: dict[str, Any] | None = None,
+                verified_only: bool = False) -> tuple[list[Board], list[Excluded]]:
+    """Every valid submission under ``board_dir``, ranked per board; and the files left out.
+
+    Each submission carries ``_verification`` (collapsebench.leaderboard.verification.status);
+    ``verified_only`` keeps only those with one, ranked among themselves.
+    """
     root = submissions_dir(Path(board_dir))
     if tracks is None:
         tracks = installed_tracks()
@@ -87,6 +91,9 @@ def load_boards(board_dir: str | Path, track: str | None = None, tracks: dict[st
             excluded.append(Excluded(path, problems))
             continue
         submission["_file"] = str(path)
+        submission["_verification"] = verification.status(path, submission)
+        if verified_only and submission["_verification"] is None:
+            continue
         valid.setdefault((claimed, submission["data"]["fingerprint"]), []).append(submission)
     boards = []
     for (track_name, fingerprint), submissions in sorted(valid.items()):

@@ -36,6 +36,8 @@ def add_commands(subparsers, add_plugin_flag) -> dict:
     board.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     board.add_argument("--sort", choices=SORT_CHOICES, default="rank", help="order rows by this metric's mean (default rank)")
     board.add_argument("--write", action="store_true", help="also regenerate leaderboard/README.md and leaderboard/index.html")
+    board.add_argument("--verified-only", action="store_true",
+                       help="only submissions that `collapsebench verify` re-ran and recorded (ranked among themselves)")
     _board_flag(board)
     actions = board.add_subparsers(dest="leaderboard_action", metavar="ACTION")
     validate = actions.add_parser("validate", help="validate submission files; writes nothing, exits 1 if any is invalid")
@@ -52,6 +54,8 @@ def add_commands(subparsers, add_plugin_flag) -> dict:
     verify.add_argument("--device", help="run on this device instead of the recorded one")
     verify.add_argument("--exact", action="store_true", help="demand bit-identical values, not the stated tolerance")
     verify.add_argument("--out", help="keep the re-run's directory here (default: a temporary one)")
+    verify.add_argument("--no-record", action="store_true",
+                        help="do not add a passed verification to SUBMISSION's .verification record")
     return {"submit": cmd_submit, "leaderboard": cmd_leaderboard, "verify": cmd_verify}
 
 
@@ -80,11 +84,15 @@ def cmd_submit(args) -> int:
 def cmd_leaderboard(args) -> int:
     if args.leaderboard_action == "validate":
         return _validate_files(args)
+    from collapsebench.errors import CollapsebenchError
     from collapsebench.leaderboard.board import installed_tracks, load_boards
     from collapsebench.leaderboard.render import RENDERERS, write_pages
 
     tracks = installed_tracks(args.plugin)
-    boards, excluded = load_boards(args.board, args.track, tracks)
+    if args.write and args.verified_only:
+        raise CollapsebenchError("--write regenerates the committed pages, which show every submission; drop "
+                                 "--verified-only (unverified entries are marked there).")
+    boards, excluded = load_boards(args.board, args.track, tracks, verified_only=args.verified_only)
     print(RENDERERS[args.format](boards, excluded, args.sort), end="")
     if args.write:
         every_board, every_excluded = (boards, excluded) if args.track is None else load_boards(args.board, None, tracks)
@@ -132,7 +140,14 @@ def cmd_verify(args) -> int:
     from collapsebench.leaderboard.bounded import read_submission
     from collapsebench.leaderboard.verify import verify
 
-    verdict = verify(read_submission(args.submission), seed=args.seed, plugins=args.plugin, data_root=args.data_root,
+    from collapsebench.leaderboard.verification import record
+
+    submission = read_submission(args.submission)
+    verdict = verify(submission, seed=args.seed, plugins=args.plugin, data_root=args.data_root,
                      device=args.device, exact=args.exact, out=args.out)
     print(verdict.describe())
-    return 0 if verdict.passed else 1
+    if not verdict.passed:
+        return 1
+    if not args.no_record:
+        print(f"Recorded in {record(args.submission, submission, verdict, device=args.device)}; boards show the submission as verified.")
+    return 0

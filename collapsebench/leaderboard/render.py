@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from collapsebench.leaderboard import verification
 from collapsebench.leaderboard.board import Board, Excluded
 from collapsebench.leaderboard.bounded import markdown_text
 from collapsebench.leaderboard.ranking import DEFAULT_RANK, METRICS, RANKING_RULE, Entry, ranking_rule, sort_entries
@@ -36,6 +37,14 @@ def _metrics_shown(board: Board) -> list[str]:
     return [m for m in METRICS if m in board.rank or any(m in e.estimates for e in board.entries)]
 
 
+#: What the "verified" column means, on every page.
+VERIFIED_NOTE = (
+    "`verified` names the seeds that `collapsebench verify` re-ran and found to match, and the date; "
+    "`unverified` numbers are the submitter's own, consistent but not reproduced. "
+    "`collapsebench leaderboard --verified-only` ranks the verified ones alone."
+)
+
+
 def cell(entry: Entry, metric: str) -> str:
     if metric not in entry.estimates:
         return "–"
@@ -45,13 +54,14 @@ def cell(entry: Entry, metric: str) -> str:
 
 def _rows(board: Board, sort: str) -> tuple[list[str], list[list[str]]]:
     metrics = _metrics_shown(board)
-    headers = ["rank", "front", "submission", "strategy", "seeds", *(METRIC_LABELS[m] for m in metrics)]
+    headers = ["rank", "front", "submission", "strategy", "seeds", "verified", *(METRIC_LABELS[m] for m in metrics)]
     rows = []
     for entry in sort_entries(board.entries, sort):
         submission = entry.submission
         rows.append([
             str(entry.rank), str(entry.front) if entry.front else "–", entry.name, submission["strategy"]["spec"],
-            str(len(submission["runs"])), *(cell(entry, m) for m in metrics),
+            str(len(submission["runs"])), verification.describe(submission.get("_verification")),
+            *(cell(entry, m) for m in metrics),
         ])
     return headers, rows
 
@@ -98,6 +108,8 @@ def render_markdown(boards: Sequence[Board], excluded: Sequence[Excluded], sort:
         "",
         "**Ranking.** " + RANKING_RULE,
         "",
+        "**Verified.** " + VERIFIED_NOTE,
+        "",
     ]
     for board in boards:
         headers, rows = _rows(board, sort)
@@ -133,6 +145,7 @@ def board_json(boards: Sequence[Board], excluded: Sequence[Excluded], sort: str 
             "url": submission["url"],
             "file": Path(submission["_file"]).name,
             "content_hash": submission["content_hash"],
+            "verification": submission.get("_verification"),  # null: nobody re-ran it
             "metrics": {m: {"mean": e.mean, "ci95": e.ci95, "n": e.n, "values": list(e.values)}
                         for m, e in entry.estimates.items()},
         }
@@ -286,6 +299,7 @@ def render_html(boards: Sequence[Board], excluded: Sequence[Excluded], sort: str
         "1 means no collapse); plasticity tracks rank plasticity retention (accuracy on the newest task, last "
         "10% of tasks over the first 10%) and capacity retention.</p>",
         f"<p><strong>Ranking.</strong> {_inline_code(html.escape(RANKING_RULE))}</p>",
+        f"<p><strong>Verified.</strong> {_inline_code(html.escape(VERIFIED_NOTE))}</p>",
     ]
     for board in boards:
         headers, rows = _rows(board, sort)
