@@ -88,10 +88,13 @@ def sparse_track(sparse_plugin):
     return track_record(SPARSE_TRACK, (sparse_plugin,))
 
 
-def test_a_current_run_is_submitted_with_null_cells_and_only_what_it_measured(sparse_submission, sparse_plugin):
+def test_a_current_run_is_submitted_with_its_measured_cells_and_summaries_only(sparse_submission, sparse_plugin):
     assert check_submission(sparse_submission, sparse_track(sparse_plugin)) == []
     run = sparse_submission["runs"][0]
-    assert run["accuracy_matrix"][1] == [None, run["accuracy_matrix"][1][1], None, None, None]
+    # only the measured cells travel: one per row under current
+    assert "accuracy_matrix" not in run and [len(row) for row in run["accuracy_rows"]] == [1] * 5
+    stored = sparse_results(0)["accuracy_matrix"]
+    assert run["accuracy_rows"] == [[stored[i][i]] for i in range(5)]
     assert run["evaluation"] == {"protocol": "current", "measured_cells": 5}
     assert {"average_accuracy", "forgetting", "bwt"}.isdisjoint(run["summary"])
     assert "forgetting" in run["summary_unavailable"] and run["online_accuracy"]
@@ -120,6 +123,8 @@ def test_plasticity_summaries_are_recomputed_from_the_stored_series(sparse_submi
     track = sparse_track(sparse_plugin)
     _refused(sparse_submission, track, lambda s: s["runs"][0]["summary"].__setitem__("plasticity_retention", 0.9),
              "runs[0].summary.plasticity_retention: 0.9 but the accuracy matrix gives")
+    _refused(sparse_submission, track, lambda s: s["runs"][0]["accuracy_rows"][2].__setitem__(0, 0.0),
+             "runs[0].summary.new_task_accuracy")
     _refused(sparse_submission, track, lambda s: s["runs"][0]["summary"]["new_task_accuracy"].__setitem__(2, 0.0),
              "runs[0].summary.new_task_accuracy")
     _refused(sparse_submission, track, lambda s: s["runs"][2]["online_accuracy"].__setitem__(0, 0.1),
@@ -129,18 +134,44 @@ def test_plasticity_summaries_are_recomputed_from_the_stored_series(sparse_submi
              "(it needs online_accuracy")
 
 
+def as_matrix(submission):
+    """The same submission with each run's matrix stored in full, nulls included."""
+    from collapsebench.leaderboard.cells import run_matrix
+
+    for run in submission["runs"]:
+        run["accuracy_matrix"] = run_matrix(run)
+        del run["accuracy_rows"]
+
+
+def test_the_full_form_with_nulls_is_accepted_too(sparse_submission, sparse_plugin):
+    full = copy.deepcopy(sparse_submission)
+    as_matrix(full)
+    assert full["runs"][0]["accuracy_matrix"][1][0] is None
+    assert check_submission(rehashed(full), sparse_track(sparse_plugin)) == []
+
+
 def test_the_matrix_must_hold_exactly_the_protocols_cells(sparse_submission, sparse_plugin):
     track = sparse_track(sparse_plugin)
-    _refused(sparse_submission, track, lambda s: s["runs"][0]["accuracy_matrix"][3].__setitem__(0, 0.5),
+    _refused(sparse_submission, track, lambda s: (as_matrix(s), s["runs"][0]["accuracy_matrix"][3].__setitem__(0, 0.5)),
              "runs[0].accuracy_matrix: not the cells protocol 'current' measures: [3][0] is measured")
-    _refused(sparse_submission, track, lambda s: s["runs"][0]["accuracy_matrix"][3].__setitem__(3, None),
+    _refused(sparse_submission, track, lambda s: (as_matrix(s), s["runs"][0]["accuracy_matrix"][3].__setitem__(3, None)),
              "[3][3] is null")
+    _refused(sparse_submission, track, lambda s: s["runs"][0]["accuracy_rows"][3].append(0.5),
+             "runs[0].accuracy_rows: row 3 holds 2 values; protocol 'current' measures 1 after experience 3")
+    _refused(sparse_submission, track, lambda s: s["runs"][0]["accuracy_rows"].pop(),
+             "runs[0].accuracy_rows: 4 rows for 5 experiences")
+    _refused(sparse_submission, track, lambda s: s["runs"][0].__setitem__("accuracy_matrix", [[0.5] * 5] * 5),
+             "runs[0]: needs exactly one of accuracy_matrix")
+    _refused(sparse_submission, track, lambda s: s["runs"][0].pop("evaluation"),
+             "runs[0].accuracy_rows: needs evaluation.protocol")
     _refused(sparse_submission, track, lambda s: s["runs"][0]["evaluation"].__setitem__("measured_cells", 25),
              "runs[0].evaluation.measured_cells: 25 but protocol 'current' measures 5")
-    _refused(sparse_submission, track, lambda s: s["runs"][0]["evaluation"].__setitem__("protocol", "seen"),
+    _refused(sparse_submission, track, lambda s: (as_matrix(s), s["runs"][0]["evaluation"].__setitem__("protocol", "seen")),
              "runs[0].evaluation.protocol: 'seen' but the run's config sets 'current'")
-    _refused(sparse_submission, track, lambda s: s["runs"][0]["evaluation"].__setitem__("protocol", "sometimes"),
+    _refused(sparse_submission, track, lambda s: (as_matrix(s), s["runs"][0]["evaluation"].__setitem__("protocol", "sometimes")),
              "runs[0].evaluation.protocol: evaluation must be one of")
+    _refused(sparse_submission, track, lambda s: s["runs"][0]["evaluation"].__setitem__("protocol", "sometimes"),
+             "runs[0].accuracy_rows: evaluation must be one of")
 
 
 def test_the_track_fixes_the_protocol(sparse_submission, sparse_plugin):
@@ -170,17 +201,29 @@ def test_a_seen_run_keeps_bwt_but_not_forgetting(sparse_plugin, tmp_path):
     assert "forgetting" not in results["summary"]
     # one run's entry checked on its own: the sparse track fixes current, not seen
     from collapsebench.leaderboard.submission import _read_run, _run_entry
-    from collapsebench.leaderboard.validate import _accuracy_summaries, _measured_cells
+    from collapsebench.leaderboard.validate import _matrix_and_summary
 
     run = _run_entry(*_read_run(write_sparse_runs(tmp_path, protocol="seen")[0]))
-    assert _measured_cells(run, "r") == [] and _accuracy_summaries(run, "r") == []
+    assert [len(row) for row in run["accuracy_rows"]] == [1, 2, 3, 4, 5]
+    assert _matrix_and_summary(run, "r") == []
     run["summary"]["bwt"] += 0.1
-    assert any(p.startswith("r.summary.bwt:") for p in _accuracy_summaries(run, "r"))
+    assert any(p.startswith("r.summary.bwt:") for p in _matrix_and_summary(run, "r"))
     run["summary"]["forgetting"] = 0.0
-    assert any(p.startswith("r.summary.forgetting: reported, but") for p in _accuracy_summaries(run, "r"))
+    assert any(p.startswith("r.summary.forgetting: reported, but") for p in _matrix_and_summary(run, "r"))
 
 
 def test_new_task_accuracy_ranks_as_its_mean_over_tasks(sparse_submission):
     (entry,) = rank_board([sparse_submission], ("new_task_accuracy",))
     expected = tuple(sum(r["summary"]["new_task_accuracy"]) / 5 for r in sparse_submission["runs"])
     assert entry.estimates["new_task_accuracy"].values == pytest.approx(expected)
+
+
+def test_a_long_current_submission_stays_small(sparse_plugin):
+    """2,000 tasks under current: the rows form holds 2,000 values, not four million nulls."""
+    from collapsebench.leaderboard.cells import dense, measured_rows
+
+    size = 2000
+    protocol = parse("current")
+    matrix = [[0.5 if i == j else None for j in range(size)] for i in range(size)]
+    rows = measured_rows(matrix, protocol)
+    assert len(json.dumps(rows)) < 20 * size and dense(rows, protocol, size) == matrix

@@ -48,7 +48,7 @@ _RUN = {
     "type": "object",
     "required": [
         "seed", "status", "results_sha256", "config", "resolved_options", "stream", "probe", "taps",
-        "accuracy_matrix", "summary", "collapse", "environment",
+        "summary", "collapse", "environment",
     ],
     "properties": {
         "seed": {"type": "integer", "minimum": 0},
@@ -103,6 +103,9 @@ _RUN = {
             "minItems": 1,
             "items": {"type": "array", "minItems": 1, "items": _MAYBE_ACCURACY},
         },
+        # instead of accuracy_matrix under a sparse protocol: row i holds the values of the
+        # columns the protocol measures after experience i (collapsebench/leaderboard/cells.py)
+        "accuracy_rows": {"type": "array", "minItems": 1, "items": {"type": "array", "items": _ACCURACY}},
         # absent in submissions made before protocols existed: those measured the full matrix
         "evaluation": {
             "type": "object",

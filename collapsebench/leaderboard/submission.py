@@ -108,7 +108,7 @@ def _run_entry(results: dict[str, Any], raw: bytes) -> dict[str, Any]:
             "sha256": hashing.sha256_hex(hashing.canonical_json(pairs)),
         },
         "taps": results["taps"],
-        "accuracy_matrix": results["accuracy_matrix"],
+        **_matrix_entry(results),
         "summary": results["summary"],
         "collapse": collapse_series(results.get("metrics", []), n_experiences),
         "environment": results["environment"],
@@ -116,6 +116,17 @@ def _run_entry(results: dict[str, Any], raw: bytes) -> dict[str, Any]:
         # what the protocol measured, and the series the plasticity summaries are recomputed from
         **{key: results[key] for key in SPARSE_KEYS if results.get(key) is not None},
     }
+
+
+def _matrix_entry(results: dict[str, Any]) -> dict[str, Any]:
+    """The full matrix as it is; a sparse protocol's as its measured values only (cells.py)."""
+    from collapsebench.leaderboard.cells import measured_rows
+    from collapsebench.protocols import parse
+
+    protocol = parse(results.get("evaluation", {}).get("protocol", "full"))
+    if protocol.name == "full":
+        return {"accuracy_matrix": results["accuracy_matrix"]}
+    return {"accuracy_rows": measured_rows(results["accuracy_matrix"], protocol)}
 
 
 def _read_run(run_dir: Path) -> tuple[dict[str, Any], bytes]:

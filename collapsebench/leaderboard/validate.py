@@ -156,6 +156,18 @@ def _consistency(submission: dict[str, Any]) -> list[str]:
 
 
 def _matrix_and_summary(run: dict[str, Any], where: str) -> list[str]:
+    if ("accuracy_matrix" in run) == ("accuracy_rows" in run):
+        return [f"{where}: needs exactly one of accuracy_matrix (every cell, null where not measured) "
+                "and accuracy_rows (only the cells its evaluation protocol measures)"]
+    if "accuracy_rows" in run:
+        from collapsebench.leaderboard.cells import run_matrix
+
+        if "evaluation" not in run:
+            return [f"{where}.accuracy_rows: needs evaluation.protocol to say which cells they are"]
+        try:
+            run = {**run, "accuracy_matrix": run_matrix(run)}
+        except (ValueError, CollapsebenchError) as exc:
+            return [f"{where}.accuracy_rows: {exc}"]
     matrix = run["accuracy_matrix"]
     size = run["stream"]["n_experiences"]
     if len(matrix) != size or any(len(row) != size for row in matrix):

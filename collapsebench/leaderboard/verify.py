@@ -174,7 +174,9 @@ def verify(
             f"the submission under {recorded_protocol!r}; their accuracy matrices hold different cells."
         )
     # unmeasured cells are null on both sides, so they compare equal
-    differences = compare(run["accuracy_matrix"], result["accuracy_matrix"], "accuracy_matrix")
+    from collapsebench.leaderboard.cells import run_matrix
+
+    differences = compare(run_matrix(run), result["accuracy_matrix"], "accuracy_matrix")
     differences += compare(run["summary"], result["summary"], "summary")
     if "online_accuracy" in run:
         differences += compare(run["online_accuracy"], result.get("online_accuracy"), "online_accuracy")
