@@ -303,6 +303,7 @@ def cmd_run(args) -> int:
     from collapsebench.results import RESULTS_FILE
     from collapsebench.summary import render_summary
 
+    finished = []
     for config in configs:
         where = f"track {config.track}" if config.track else f"{config.stream} / {config.model}"
         if args.resume and _is_complete(config.run_dir() / RESULTS_FILE):
@@ -320,6 +321,11 @@ def cmd_run(args) -> int:
             raise
         print(render_summary(result))
         print(f"\nRun directory: {config.run_dir()}  (tensorboard --logdir {config.run_dir()})")
+        finished.append(result)
+    if len(finished) > 1:
+        from collapsebench.summary import render_seed_summary
+
+        print("\n" + render_seed_summary(finished))
     return 0
 
 

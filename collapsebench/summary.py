@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from tabulate import tabulate
 
 
@@ -64,8 +66,47 @@ def _mean(values) -> str:
 def _format(value) -> str:
     if isinstance(value, list) and len(value) > 6:
         return f"{len(value)} values: {_format(value[0])} ... {_format(value[-1])}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_format(v) for v in value) + "]"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return "nan" if math.isnan(value) else f"{value:.4g}"
     if isinstance(value, dict):
-        return ", ".join(f"{k} {_format(v)}" for k, v in value.items())
+        text = ", ".join(f"{k} {_format(v)}" for k, v in value.items())
+        if _is_undefined_correlation(value):
+            text += f" ({UNDEFINED_CORRELATION})"
+        return text
     return "-" if value is None else str(value)
+
+
+#: Why a correlation reads nan: analysis.pearson's conditions, said for people.
+UNDEFINED_CORRELATION = "undefined: fewer than 3 finite pairs, or one of the two series is constant"
+
+
+def _is_undefined_correlation(value: dict) -> bool:
+    return any(isinstance(value.get(k), float) and math.isnan(value[k]) for k in ("pearson", "spearman"))
+
+
+def render_seed_summary(results: list[dict]) -> str:
+    """Each numeric summary of several seeds' results as its mean and 95% t-interval over them."""
+    from collapsebench.stats import format_interval, label, metric_interval
+
+    keys = list(dict.fromkeys(k for result in results for k in (result.get("summary") or {})))
+    rows = []
+    for key in keys:
+        values = [_scalar((result.get("summary") or {}).get(key)) for result in results]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+        if numbers:
+            rows.append([key, format_interval(metric_interval(key, numbers)), len(numbers)])
+    if not rows:
+        return ""
+    seeds = sorted(result.get("config", {}).get("seed") for result in results if result.get("config"))
+    title = f"Summary over seeds {', '.join(map(str, seeds))}: {label(len(results))}" if seeds else \
+        f"Summary over seeds: {label(len(results))}"
+    return title + "\n" + tabulate(rows, headers=["summary", "mean (95% t-interval)", "seeds"])
+
+
+def _scalar(value):
+    """A per-task series (new-task accuracy) counts as its mean over tasks, as on the board."""
+    if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
+        return sum(value) / len(value)
+    return value
