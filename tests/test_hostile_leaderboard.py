@@ -192,3 +192,23 @@ def test_a_verification_record_marks_the_entry_and_binds_to_the_content(cli, sub
 def test_verified_only_cannot_write_the_pages(cli, tmp_path):
     code, out, err = cli("leaderboard", "--board", tmp_path, "--verified-only", "--write")
     assert code == 2 and "--verified-only" in err
+
+
+def test_verify_names_what_it_imports_and_needs_trust(cli, submission, tmp_path):
+    marker = tmp_path / "MARKER"
+    evil = write(tmp_path / "evil_plugin.py", f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n")
+    data = copy.deepcopy(submission)
+    data["plugins"] = [*data.get("plugins", []),
+                       {"name": "evil_plugin", "source": "file", "location": str(evil), "distribution": None,
+                        "version": None}]
+    data["track"]["name"] = "no-such-track"  # so that, trusted, it stops right after the import
+    for run in data["runs"]:
+        run["config"]["track"] = "no-such-track"
+    path = write(tmp_path / "sub.json", json.dumps(rehashed(data)))
+    code, out, err = cli("verify", path)
+    assert code == 2, err
+    assert f"file {evil}" in out and "--trust" in err, out + err
+    assert not marker.exists()
+    code, out, err = cli("verify", path, "--trust")
+    assert marker.exists()  # trusted: imported (the submission then fails validation, as it should)
+    assert code == 2 and "no installed track is named 'no-such-track'" in err and "Traceback" not in err, err

@@ -78,10 +78,13 @@ def test_a_submission_verifies_by_re_running_a_seed(submitted, cli):
     code, out, _ = cli("leaderboard", "validate", path, "--plugin", plugin)
     assert code == 0, out
     code, out, err = cli("verify", path, "--seed", "1")
+    assert code == 2 and f"file {plugin}" in out and "--trust" in err  # it names a plugin file: asks first
+    code, out, err = cli("verify", path, "--seed", "1", "--trust")
     assert code == 0, out + err
     assert "seed 1: verified" in out
+    assert json.loads(path.with_name("tiny_naive.verification").read_text())["records"][0]["seed"] == 1
     code, out, _ = cli("leaderboard", "--board", root / "board", "--track", "tiny-digits")
-    assert code == 0 and "tiny_naive" in out
+    assert code == 0 and "tiny_naive" in out and "seed 1, 20" in out
 
 
 def test_an_edited_file_fails_validation_and_verification(submitted, tmp_path, cli):

@@ -54,6 +54,9 @@ def add_commands(subparsers, add_plugin_flag) -> dict:
     verify.add_argument("--device", help="run on this device instead of the recorded one")
     verify.add_argument("--exact", action="store_true", help="demand bit-identical values, not the stated tolerance")
     verify.add_argument("--out", help="keep the re-run's directory here (default: a temporary one)")
+    verify.add_argument("--trust", action="store_true",
+                        help="import the collapsebench plugin modules and files the submission names without asking "
+                             "(they run as code; installed entry points need no --trust)")
     verify.add_argument("--no-record", action="store_true",
                         help="do not add a passed verification to SUBMISSION's .verification record")
     return {"submit": cmd_submit, "leaderboard": cmd_leaderboard, "verify": cmd_verify}
@@ -142,7 +145,14 @@ def cmd_verify(args) -> int:
 
     from collapsebench.leaderboard.verification import record
 
+    from collapsebench.leaderboard.validate import SubmissionInvalid, check_submission
+
     submission = read_submission(args.submission)
+    # What can be judged without the plugins is, before any of them is imported.
+    problems = check_submission(submission)
+    if problems:
+        raise SubmissionInvalid(repr(str(args.submission)), problems)
+    _confirm_imports(submission, args)
     verdict = verify(submission, seed=args.seed, plugins=args.plugin, data_root=args.data_root,
                      device=args.device, exact=args.exact, out=args.out)
     print(verdict.describe())
@@ -151,3 +161,41 @@ def cmd_verify(args) -> int:
     if not args.no_record:
         print(f"Recorded in {record(args.submission, submission, verdict, device=args.device)}; boards show the submission as verified.")
     return 0
+
+
+def _confirm_imports(submission, args) -> None:
+    """Say what verify will import, and from where, before anything runs; plugins that are not
+    installed entry points need --trust (or a yes at a terminal)."""
+    import importlib.util
+
+    from collapsebench.errors import CollapsebenchError
+    from collapsebench.leaderboard.submission import plugin_specs
+    from collapsebench.manager import _entry_points
+
+    records = submission.get("plugins") if isinstance(submission, dict) else None
+    replaced = {os.path.splitext(os.path.basename(spec))[0] for spec in args.plugin}  # as load_manager does
+    named = plugin_specs([r for r in records if isinstance(r, dict) and r.get("name") not in replaced]
+                         if isinstance(records, list) else [])
+    installed = sorted(f"{name} ({ep.value})" for name, ep in _entry_points().items())
+    print("verify will load the installed collapsebench plugins (entry points): " + (", ".join(installed) or "none"))
+    if args.plugin:
+        print("and, from --plugin: " + ", ".join(args.plugin))
+    if not named:
+        return
+    print("The submission names collapsebench plugins that are not installed entry points; importing them runs their code:")
+    for spec in named:
+        if spec.endswith(".py"):
+            print(f"  - file {os.path.abspath(spec)}")
+        else:
+            top = spec.split(".")[0]
+            found = importlib.util.find_spec(top) if top.isidentifier() else None  # a top-level lookup runs nothing
+            where = found.origin if found and found.origin else "not found on sys.path"
+            print(f"  - module {spec} (package {top} from {where})")
+    if args.trust:
+        return
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        if input("Import and run them? [y/N] ").strip().lower() in ("y", "yes"):
+            return
+        raise CollapsebenchError("Not verified: you declined to import the submission's collapsebench plugins.")
+    raise CollapsebenchError("verify imports and runs the collapsebench plugins listed above; read them, then pass "
+                             "--trust to go ahead (docs/leaderboard.md).")
