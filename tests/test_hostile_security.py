@@ -128,3 +128,27 @@ def test_torch_files_are_read_with_weights_only(tmp_path):
                 if "weights_only=True" not in call:
                     unsafe.append(f"{source.relative_to(REPO)}: {call}")
     assert not unsafe, unsafe
+
+
+@pytest.mark.slow
+def test_trust_checkpoint_resumes_an_unsigned_real_checkpoint(cli, tmp_path):
+    """A checkpoint from another machine (no signature here) resumes only with --trust-checkpoint."""
+    import subprocess
+    import sys
+
+    from conftest import FIXTURE_PLUGINS
+
+    run_dir = tmp_path / "run"
+    process = subprocess.run(
+        [sys.executable, "-m", "collapsebench.cli", "run", "--plugin", str(FIXTURE_PLUGINS / "dies_before_third.py"),
+         "--strategy", "naive+dies_before_third", "--epochs", "1", "--probe-size", "100", "--out", str(run_dir)],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "COLLAPSEBENCH_TEST_KILL": "1"},
+    )
+    assert process.returncode == 9, process.stderr
+    signing.signature_path(run_dir / CHECKPOINT_FILE).unlink()
+    code, out, err = cli("run", "--resume", run_dir)
+    assert code == 2 and "carries no signature" in err
+    code, out, err = cli("run", "--resume", run_dir, "--trust-checkpoint")
+    assert code == 0, err
+    assert "Resuming after experience 2" in out
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "complete"
