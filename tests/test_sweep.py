@@ -214,7 +214,8 @@ def test_the_summary_table_shows_what_the_track_ranks_and_says_what_was_not_meas
     plasticity track's table shows the summaries its board ranks on."""
     import dataclasses
 
-    from collapsebench.sweep.driver import DEFAULT_SUMMARY_KEYS, summary_headers, summary_keys, summary_rows
+    from collapsebench.stats import label
+    from collapsebench.sweep.driver import DEFAULT_SUMMARY_KEYS, summary_caption, summary_headers, summary_keys, summary_rows
 
     _, _, track = registry_and_track
     jobs = jobs_for(registry_and_track, tmp_path, strategies=("naive",))
@@ -231,7 +232,9 @@ def test_the_summary_table_shows_what_the_track_ranks_and_says_what_was_not_meas
     declared = dataclasses.replace(track, rank=("plasticity_retention", "new_task_accuracy"))
     keys = summary_keys(declared)
     assert summary_headers(keys) == ["strategy", "complete seeds", "plasticity retention", "new task accuracy"]
-    assert summary_rows(jobs, keys) == [["naive", "2/2", "0.600 ± 0.141", "0.720 ± 0.064"]]
+    # mean ± t_{0.975,1} sd / sqrt(2); new-task accuracy is bounded, so its interval stops at 1
+    assert summary_rows(jobs, keys) == [["naive", "2/2", "0.600 ± 1.271", "0.720 [0.148, 1.000]"]]
+    assert summary_caption(jobs) == "Summaries: " + label(2)
     stream = io.StringIO()
     SweepProgress(1, stream=stream, live=False)("finished", jobs[0], Outcome(DONE, 1.0, summary={"plasticity_retention": 0.5}))
     assert "plasticity retention 0.500" in stream.getvalue()

@@ -57,7 +57,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from collapsebench.config import parse_assignment
     from collapsebench.manager import build_manager
     from collapsebench.registry import Registry
-    from collapsebench.sweep.driver import plan, run_sweep, summary_headers, summary_keys, summary_rows
+    from collapsebench.sweep.driver import plan, run_sweep, summary_caption, summary_headers, summary_keys, summary_rows
     from collapsebench.sweep.grid import build_jobs, parse_seeds, parse_strategies, state_of
     from collapsebench.tracks import get_track
 
@@ -100,6 +100,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print()
     keys = summary_keys(track)
+    print(summary_caption(jobs))
     print(tabulate(summary_rows(jobs, keys), headers=summary_headers(keys)))
     diverged = [job for job in jobs if state_of(job) == "diverged"]
     if diverged:

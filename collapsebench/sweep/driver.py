@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import json
 import signal
-import statistics
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +114,7 @@ def summary_rows(jobs: list[Job], keys=DEFAULT_SUMMARY_KEYS) -> list[list[str]]:
         for key in keys:
             values = [v for r in results if isinstance(v := _scalar((r.get("summary") or {}).get(key)), (int, float))]
             unmeasured = results and all(key in (r.get("summary_unavailable") or {}) for r in results)
-            cells.append("not measured" if unmeasured and not values else _mean_sd(values))
+            cells.append("not measured" if unmeasured and not values else _mean_interval(key, values))
         rows.append(cells)
     return rows
 
@@ -137,9 +136,17 @@ def _results(job: Job) -> dict:
     return result if isinstance(result, dict) else {}
 
 
-def _mean_sd(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+def _mean_interval(key: str, values: list[float]) -> str:
+    from collapsebench.stats import format_interval, metric_interval
+
+    return format_interval(metric_interval(key, values)) if values else "-"
+
+
+def summary_caption(jobs: list[Job]) -> str:
+    """What the table's cells are, with the complete-seed counts they are over."""
+    from collapsebench.stats import label
+
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.strategy] = counts.get(job.strategy, 0) + (state_of(job) == "complete")
+    return "Summaries: " + label([c for c in counts.values() if c] or None)
