@@ -152,3 +152,25 @@ def test_trust_checkpoint_resumes_an_unsigned_real_checkpoint(cli, tmp_path):
     assert code == 0, err
     assert "Resuming after experience 2" in out
     assert json.loads((run_dir / "results.json").read_text())["status"] == "complete"
+
+
+def test_a_plain_sweep_over_a_planted_checkpoint_runs_no_payload(cli, tmp_path):
+    """The sweep finds the checkpoint, tries to resume it, and fails that job with the message."""
+    from collapsebench.manager import build_manager
+    from collapsebench.registry import Registry
+    from collapsebench.sweep.grid import build_jobs
+    from collapsebench.tracks import get_track
+
+    manager = build_manager([])
+    track = get_track(manager, "split-digits-mlp")
+    (job,) = build_jobs(manager, Registry(manager), track, ["naive"], [0], tmp_path / "runs", [], {}, [])
+    run_dir, marker = Path(job.run_dir), tmp_path / "MARKER"
+    run_dir.mkdir(parents=True)
+    (run_dir / CONFIG_FILE).write_text(json.dumps(job.config))
+    (run_dir / CHECKPOINT_FILE).write_bytes(pickle.dumps({"strategy": Payload(marker)}))
+    code, out, err = cli("sweep", "--track", "split-digits-mlp", "--strategies", "naive", "--seeds", "0",
+                         "--workers", "1", "--out", tmp_path / "runs")
+    assert "1 from a checkpoint" in out, out + err
+    assert code == 1, out + err
+    assert "carries no signature from this installation" in (run_dir / "error.json").read_text()
+    assert not marker.exists()
