@@ -212,3 +212,18 @@ def test_verify_names_what_it_imports_and_needs_trust(cli, submission, tmp_path)
     code, out, err = cli("verify", path, "--trust")
     assert marker.exists()  # trusted: imported (the submission then fails validation, as it should)
     assert code == 2 and "no installed track is named 'no-such-track'" in err and "Traceback" not in err, err
+
+
+def test_a_board_that_refuses_writes_is_a_message(cli, runs, tmp_path, monkeypatch):
+    """As root a read-only folder still takes writes, so the refusal is simulated where files are written."""
+    from collapsebench.leaderboard import submission as submission_module
+
+    def refuse(path, data):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(submission_module, "atomic_write_bytes", refuse)
+    code, out, err = cli("submit", *runs, "--board", tmp_path)
+    assert code == 2 and "Permission denied" in err and "Traceback" not in err, err
+    monkeypatch.setattr("collapsebench.results.atomic_write_bytes", refuse)  # render imports it when writing
+    code, out, err = cli("leaderboard", "--board", tmp_path, "--write")
+    assert code == 2 and "Permission denied" in err and "Traceback" not in err, err
