@@ -8,10 +8,11 @@ retention. :func:`ranking_rule` says the rule in words for the board's pages, an
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from collapsebench.stats import Interval, interval, metric_interval, t_quantile_975  # noqa: F401 (re-exported)
 
 #: metric -> True when higher is better
 METRICS = {
@@ -53,54 +54,42 @@ def ranking_rule(rank: Sequence[str] = DEFAULT_RANK) -> str:
 RANKING_RULE = ranking_rule()
 
 
-# Two-sided 95% quantiles of Student's t, t_{0.975, df} for df = 1..30 (standard tables).
-_T975 = (
-    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+#: How the board shows entries the seeds cannot tell apart, for its pages.
+TIE_RULE = (
+    "Entries whose 95% t-intervals overlap, on every metric the board ranks on, those of the first entry "
+    "of their group share that entry's rank, shown as `6=`: their seeds cannot tell them apart. "
+    "The listed order within a group is the order above."
 )
-_Z975 = 1.959963984540054
-
-
-def t_quantile_975(df: int) -> float:
-    """t_{0.975, df}: the table up to 30 degrees of freedom, then the Cornish-Fisher expansion
-    around the normal quantile (error below 1e-5 from df = 30 on)."""
-    if df < 1:
-        raise ValueError("a t quantile needs at least one degree of freedom")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = _Z975
-    return (
-        z
-        + (z**3 + z) / (4 * df)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
-    )
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """Mean over seeds and the half-width of its 95% confidence interval (None for one seed)."""
+    """Mean over seeds and its 95% t-interval (:mod:`collapsebench.stats`); ``ci95`` is the
+    half-width before truncation to a bounded metric's bounds, None for one seed."""
 
     mean: float
     ci95: float | None
     values: tuple[float, ...]
+    low: float | None = None
+    high: float | None = None
+
+    def __post_init__(self):
+        if self.ci95 is not None and self.low is None:  # built from a bare half-width: symmetric
+            object.__setattr__(self, "low", self.mean - self.ci95)
+            object.__setattr__(self, "high", self.mean + self.ci95)
 
     @property
     def n(self) -> int:
         return len(self.values)
 
+    @property
+    def interval(self) -> Interval:
+        return Interval(self.mean, self.ci95, self.low, self.high, self.values)
 
-def estimate(values: Sequence[float]) -> Estimate:
-    values = tuple(float(v) for v in values)
-    if not values:
-        raise ValueError("no values to estimate from")
-    n = len(values)
-    mean = sum(values) / n
-    if n == 1:
-        return Estimate(mean, None, values)
-    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return Estimate(mean, t_quantile_975(n - 1) * math.sqrt(variance / n), values)
+
+def estimate(values: Sequence[float], metric: str | None = None) -> Estimate:
+    value = metric_interval(metric, values) if metric else interval(values)
+    return Estimate(value.mean, value.half_width, value.values, value.low, value.high)
 
 
 @dataclass
@@ -113,6 +102,7 @@ class Entry:
     front: int | None = None
     score: float | None = None  # mean normalized rank within the board; lower is better
     rank: int | None = None
+    tied_with: int | None = None  # the rank shown: its group's first entry's, when tied (TIE_RULE)
     normalized_ranks: dict[str, float] = field(default_factory=dict)
 
 
@@ -130,7 +120,7 @@ def seed_values(submission: dict[str, Any], metric: str) -> list[float]:
 
 
 def entry_of(submission: dict[str, Any]) -> Entry:
-    estimates = {m: estimate(v) for m in METRICS if (v := seed_values(submission, m))}
+    estimates = {m: estimate(v, m) for m in METRICS if (v := seed_values(submission, m))}
     return Entry(submission["name"], submission, estimates)
 
 
@@ -210,7 +200,28 @@ def rank_board(submissions: Sequence[dict[str, Any]], rank: Sequence[str] | None
     ordered += sorted(unmeasured, key=by_first)
     for position, entry in enumerate(ordered, start=1):
         entry.rank = position
+    assign_tie_groups(ordered, rank)
     return ordered
+
+
+def assign_tie_groups(ordered: Sequence[Entry], rank: Sequence[str]) -> None:
+    """TIE_RULE over the ranked order: each entry joins the group of the entry before it when its
+    intervals overlap that group's first entry's on every ranked metric."""
+    leader = None
+    for entry in ordered:
+        measured = all(m in entry.estimates for m in rank)
+        if leader is not None and measured and all(
+                entry.estimates[m].interval.overlaps(leader.estimates[m].interval) for m in rank):
+            entry.tied_with = leader.rank
+            leader.tied_with = leader.rank
+        else:
+            leader = entry if measured else None
+            entry.tied_with = None
+
+
+def shown_rank(entry: Entry) -> str:
+    """``6=`` for an entry in a tie group of first entry 6, else its position."""
+    return f"{entry.tied_with}=" if entry.tied_with is not None else str(entry.rank)
 
 
 def sort_entries(entries: Sequence[Entry], metric: str) -> list[Entry]:

@@ -17,7 +17,18 @@ from typing import Any
 from collapsebench.leaderboard import verification
 from collapsebench.leaderboard.board import Board, Excluded
 from collapsebench.leaderboard.bounded import markdown_text
-from collapsebench.leaderboard.ranking import DEFAULT_RANK, METRICS, RANKING_RULE, Entry, ranking_rule, sort_entries
+from collapsebench.leaderboard.ranking import (
+    DEFAULT_RANK,
+    METRICS,
+    RANKING_RULE,
+    TIE_RULE,
+    Entry,
+    ranking_rule,
+    shown_rank,
+    sort_entries,
+)
+from collapsebench.stats import format_interval
+from collapsebench.stats import label as interval_label
 
 METRIC_LABELS = {
     "average_accuracy": "accuracy",
@@ -48,8 +59,12 @@ VERIFIED_NOTE = (
 def cell(entry: Entry, metric: str) -> str:
     if metric not in entry.estimates:
         return "–"
-    value = entry.estimates[metric]
-    return f"{value.mean:.3f}" if value.ci95 is None else f"{value.mean:.3f} ± {value.ci95:.3f}"
+    return format_interval(entry.estimates[metric].interval)
+
+
+def values_line(board: Board) -> str:
+    """What the metric cells are, with the seed counts of this board's entries."""
+    return "values: " + interval_label([len(e.submission["runs"]) for e in board.entries] or None)
 
 
 def _rows(board: Board, sort: str) -> tuple[list[str], list[list[str]]]:
@@ -59,7 +74,7 @@ def _rows(board: Board, sort: str) -> tuple[list[str], list[list[str]]]:
     for entry in sort_entries(board.entries, sort):
         submission = entry.submission
         rows.append([
-            str(entry.rank), str(entry.front) if entry.front else "–", entry.name, submission["strategy"]["spec"],
+            shown_rank(entry), str(entry.front) if entry.front else "–", entry.name, submission["strategy"]["spec"],
             str(len(submission["runs"])), verification.describe(submission.get("_verification")),
             *(cell(entry, m) for m in metrics),
         ])
@@ -77,7 +92,7 @@ def render_table(boards: Sequence[Board], excluded: Sequence[Excluded], sort: st
     blocks = []
     for board in boards:
         headers, rows = _rows(board, sort)
-        blocks += [f"{board.title}: {board.track_description}", _data_line(board),
+        blocks += [f"{board.title}: {board.track_description}", _data_line(board), values_line(board),
                    tabulate(rows, headers=headers, disable_numparse=True), ""]
     if not boards:
         blocks.append("No submissions yet. `collapsebench submit RUN_DIR...` adds one.")
@@ -106,7 +121,7 @@ def render_markdown(boards: Sequence[Board], excluded: Sequence[Excluded], sort:
         "task, last 10% of tasks over the first 10%) and capacity retention. "
         "Plots: [index.html](index.html). How to submit: [docs/leaderboard.md](../docs/leaderboard.md).",
         "",
-        "**Ranking.** " + RANKING_RULE,
+        "**Ranking.** " + RANKING_RULE + " " + TIE_RULE,
         "",
         "**Verified.** " + VERIFIED_NOTE,
         "",
@@ -115,7 +130,7 @@ def render_markdown(boards: Sequence[Board], excluded: Sequence[Excluded], sort:
         headers, rows = _rows(board, sort)
         # Names and specs come from submitters: literal text, never a heading, link or cell break.
         rows = [[markdown_text(value) if column in (2, 3) else value for column, value in enumerate(row)] for row in rows]
-        lines += [f"## {board.title}", "", board.track_description, "", _data_line(board), ""]
+        lines += [f"## {board.title}", "", board.track_description, "", _data_line(board), "", values_line(board), ""]
         if tuple(board.rank) != DEFAULT_RANK:
             lines += ["**Ranking on this board.** " + ranking_rule(board.rank), ""]
         if not board.installed_track:
@@ -135,6 +150,7 @@ def board_json(boards: Sequence[Board], excluded: Sequence[Excluded], sort: str 
         submission = entry.submission
         return {
             "rank": entry.rank,
+            "tied_with": entry.tied_with,
             "front": entry.front,
             "score": entry.score,
             "normalized_ranks": entry.normalized_ranks,
@@ -146,7 +162,7 @@ def board_json(boards: Sequence[Board], excluded: Sequence[Excluded], sort: str 
             "file": Path(submission["_file"]).name,
             "content_hash": submission["content_hash"],
             "verification": submission.get("_verification"),  # null: nobody re-ran it
-            "metrics": {m: {"mean": e.mean, "ci95": e.ci95, "n": e.n, "values": list(e.values)}
+            "metrics": {m: {"mean": e.mean, "ci95": e.ci95, "low": e.low, "high": e.high, "n": e.n, "values": list(e.values)}
                         for m, e in entry.estimates.items()},
         }
 
@@ -188,8 +204,8 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 
 def _extent(entries: Sequence[Entry], metric: str) -> tuple[float, float]:
-    lows = [e.estimates[metric].mean - (e.estimates[metric].ci95 or 0) for e in entries]
-    highs = [e.estimates[metric].mean + (e.estimates[metric].ci95 or 0) for e in entries]
+    lows = [e.estimates[metric].mean if e.estimates[metric].low is None else e.estimates[metric].low for e in entries]
+    highs = [e.estimates[metric].mean if e.estimates[metric].high is None else e.estimates[metric].high for e in entries]
     low, high = min(lows), max(highs)
     pad = max(high - low, 0.02) * 0.08
     return low - pad, high + pad
@@ -247,11 +263,11 @@ def scatter_svg(board: Board, width: int = 760, height: int = 460) -> str:
         x, y = x_of(cap.mean), y_of(acc.mean)
         colour = FRONT_COLOURS[(entry.front - 1) % len(FRONT_COLOURS)]
         if cap.ci95:
-            parts.append(f'<line x1="{x_of(cap.mean - cap.ci95):.1f}" y1="{y:.1f}" x2="{x_of(cap.mean + cap.ci95):.1f}" '
+            parts.append(f'<line x1="{x_of(cap.low):.1f}" y1="{y:.1f}" x2="{x_of(cap.high):.1f}" '
                          f'y2="{y:.1f}" stroke="{colour}" class="bar"/>')
         if acc.ci95:
-            parts.append(f'<line x1="{x:.1f}" y1="{y_of(acc.mean - acc.ci95):.1f}" x2="{x:.1f}" '
-                         f'y2="{y_of(acc.mean + acc.ci95):.1f}" stroke="{colour}" class="bar"/>')
+            parts.append(f'<line x1="{x:.1f}" y1="{y_of(acc.low):.1f}" x2="{x:.1f}" '
+                         f'y2="{y_of(acc.high):.1f}" stroke="{colour}" class="bar"/>')
         label = html.escape(entry.name)
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{colour}"><title>{label}: {y_name} {cell(entry, y_metric)}, '
                      f'{x_name} {cell(entry, x_metric)}, front {entry.front}</title></circle>')
@@ -298,7 +314,7 @@ def render_html(boards: Sequence[Board], excluded: Sequence[Excluded], sort: str
         "capacity retention (how much of its peak activation effective rank each tapped layer keeps at the end; "
         "1 means no collapse); plasticity tracks rank plasticity retention (accuracy on the newest task, last "
         "10% of tasks over the first 10%) and capacity retention.</p>",
-        f"<p><strong>Ranking.</strong> {_inline_code(html.escape(RANKING_RULE))}</p>",
+        f"<p><strong>Ranking.</strong> {_inline_code(html.escape(RANKING_RULE + ' ' + TIE_RULE))}</p>",
         f"<p><strong>Verified.</strong> {_inline_code(html.escape(VERIFIED_NOTE))}</p>",
     ]
     for board in boards:
@@ -306,6 +322,7 @@ def render_html(boards: Sequence[Board], excluded: Sequence[Excluded], sort: str
         badge = ' <span class="sample">sample data</span>' if board.sample else ""
         body.append(f'<h2 id="{html.escape(board.key)}">{html.escape(board.track)}{badge}</h2>')
         body.append(f"<p>{html.escape(board.track_description)}</p><p class=\"meta\">{html.escape(_data_line(board))}</p>")
+        body.append(f"<p class=\"meta\">{html.escape(values_line(board))}</p>")
         if tuple(board.rank) != DEFAULT_RANK:
             body.append(f"<p><strong>Ranking on this board.</strong> {_inline_code(html.escape(ranking_rule(board.rank)))}</p>")
         body.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr></thead><tbody>")
