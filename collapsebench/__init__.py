@@ -48,6 +48,7 @@ _LAZY = {
     "TensorBatches": "collapsebench.fastdata",
     "with_tensor_batches": "collapsebench.fastdata",
     "uncounted_gathering": "collapsebench.fastdata",
+    "dataset_rows": "collapsebench.fastdata",
 }
 
 
@@ -92,6 +93,7 @@ __all__ = [
     "seed_everything",
     "taps_of",
     "uncounted_gathering",
+    "dataset_rows",
     "unknown_name_error",
     "with_tensor_batches",
 ]

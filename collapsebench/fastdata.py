@@ -87,6 +87,9 @@ def gather(dataset) -> tuple[torch.Tensor, ...] | None:
 def _stack(dataset) -> tuple[torch.Tensor, ...] | None:
     if len(dataset) == 0:
         return None
+    bulk = _bulk_stack(dataset)
+    if bulk is not None:
+        return bulk
     samples = [dataset[i] for i in range(len(dataset))]
     if len(samples[0]) != 3 or not torch.is_tensor(samples[0][0]):
         return None
@@ -94,6 +97,94 @@ def _stack(dataset) -> tuple[torch.Tensor, ...] | None:
     targets = torch.as_tensor([int(s[1]) for s in samples], dtype=torch.long)
     tasks = torch.as_tensor([int(s[2]) for s in samples], dtype=torch.long)
     return inputs, targets, tasks
+
+
+#: The stream-side hook of the bulk path: a dataset at the bottom of an Avalanche dataset
+#: whose method of this name takes a LongTensor of its own sample indices and returns
+#: ``(inputs, labels)`` for them, stacked, exactly as its ``__getitem__`` would one by one
+#: (or None when it cannot), lets a whole experience be gathered in one indexing operation.
+ROWS_HOOK = "collapsebench_rows"
+
+
+def dataset_rows(dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(inputs, labels)`` of ``dataset``'s samples ``indices`` (LongTensor) by the bulk path, or None.
+
+    ``dataset`` is an Avalanche dataset (its subsets and concatenations are followed) or one that
+    offers :data:`ROWS_HOOK`. None when any part of it transforms samples or lacks the hook: the
+    caller then reads samples one by one. A wrapper stream's own dataset can offer the hook by
+    calling this on the base dataset it wraps.
+    """
+    flat = getattr(dataset, "_flat_data", None)
+    if flat is not None:
+        group = getattr(getattr(flat, "_transform_groups", None), "current_group", None)
+        return _flat_rows(flat, indices, group)
+    return _leaf_rows(dataset, indices)
+
+
+def _leaf_rows(dataset, indices):
+    hook = getattr(dataset, ROWS_HOOK, None)
+    return hook(indices) if callable(hook) else None
+
+
+def _flat_rows(node, indices, group):
+    """Follows Avalanche's FlatData index arithmetic (``FlatData._get_idx``) on a whole index tensor."""
+    if getattr(node, "_flat_data", None) is not None:
+        return None  # a nested Avalanche dataset appends its own attributes to each sample
+    datasets = getattr(node, "_datasets", None)
+    if datasets is None:
+        return _leaf_rows(node, indices)
+    for groups in (getattr(node, "_frozen_transform_groups", None), getattr(node, "_transform_groups", None)):
+        # .get: the groups are a defaultdict, and a lookup must not add an entry
+        if groups is not None and groups.transform_groups.get(group) is not None:
+            return None
+    if node._indices is not None:
+        indices = torch.as_tensor(node._indices, dtype=torch.long).index_select(0, indices)
+    if len(datasets) == 1:
+        return _flat_rows(datasets[0], indices, group)
+    ends = torch.as_tensor(node._cumulative_sizes, dtype=torch.long)
+    which = torch.searchsorted(ends, indices, right=True)
+    inputs = labels = None
+    for part in torch.unique(which).tolist():
+        where = (which == part).nonzero().squeeze(1)
+        local = indices.index_select(0, where) - (int(ends[part - 1]) if part else 0)
+        rows = _flat_rows(datasets[part], local, group)
+        if rows is None:
+            return None
+        if inputs is None:
+            inputs = rows[0].new_empty((len(indices), *rows[0].shape[1:]))
+            labels = rows[1].new_empty((len(indices),))
+        inputs[where], labels[where] = rows[0], rows[1]
+    return inputs, labels
+
+
+def _bulk_stack(dataset) -> tuple[torch.Tensor, ...] | None:
+    """:func:`_stack`'s result in one indexing operation, when the dataset's parts allow it."""
+    attributes = getattr(dataset, "_data_attributes", None)
+    if attributes is None:
+        return None
+    appended = [a for a in attributes.values() if a.use_in_getitem]
+    # Avalanche appends these attributes to each sample; only the task label is understood here.
+    if [a.name for a in appended] != ["targets_task_labels"]:
+        return None
+    n = len(dataset)
+    rows = dataset_rows(dataset, torch.arange(n))
+    if rows is None:
+        return None
+    inputs, labels = rows
+    task_labels = appended[0]
+    uniques = task_labels.uniques
+    if len(uniques) == 1:
+        tasks = torch.full((n,), int(next(iter(uniques))), dtype=torch.long)
+    else:
+        tasks = torch.as_tensor([int(t) for t in task_labels], dtype=torch.long)
+    result = inputs, torch.as_tensor(labels, dtype=torch.long), tasks
+    # A hook that disagreed with __getitem__ would change results silently: spot-check both ends.
+    for i in {0, n - 1}:
+        sample = dataset[i]
+        if not (torch.equal(sample[0], inputs[i]) and int(sample[1]) == int(result[1][i])
+                and int(sample[2]) == int(tasks[i])):
+            return None
+    return result
 
 
 class TensorBatchesMixin:

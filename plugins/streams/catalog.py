@@ -49,6 +49,23 @@ def _subset_options(what: str = "experience") -> tuple[Option, ...]:
     )
 
 
+def _base_default_evaluation(options) -> str | None:
+    """random-labels is evaluated as its base would be (a 2,000-task continual-imagenet32 base: current).
+
+    Only built-in bases are known here (a record's function sees options, not the registry); a
+    third-party base leaves the default at full unless the run sets evaluation.
+    """
+    base = options.get("base", "split-mnist")
+    record = next((s for s in STREAMS if s.name == base), None)
+    if record is None or record.default_evaluation is None:
+        return None
+    declared = record.default_evaluation
+    if callable(declared):
+        base_options = options.get("base_options") or {}
+        return declared({**record.option_defaults(), **(base_options if isinstance(base_options, dict) else {})})
+    return declared
+
+
 def _check_base_data(context, base="split-mnist", base_options=None, **options) -> None:
     """random-labels reads its base's files: check them when the base is a built-in stream."""
     record = next((s for s in STREAMS if s.name == base), None)
@@ -155,6 +172,7 @@ STREAMS = (
         factory=_lazy("random_labels", "build_random_labels"),
         check_data=_check_base_data,
         scenarios=("class", "task", "domain"),
+        default_evaluation=_base_default_evaluation,
         options=(
             Option("base", "split-mnist", "the stream whose inputs are used"),
             Option("base_options", {}, "options of the base stream, as a table"),

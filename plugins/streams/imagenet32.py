@@ -59,6 +59,11 @@ class NormalizedImages(Dataset):
     def __getitem__(self, index):
         return self.storage[self.indices[index]].float() * self.scale - self.shift, self.labels[index]
 
+    def collapsebench_rows(self, indices: torch.Tensor):
+        """Samples ``indices`` stacked: the same operations as ``__getitem__``, on all of them at once."""
+        images = tensors.rows(self.storage, tensors.rows(self.indices, indices)).float()
+        return images * self.scale - self.shift, tensors.rows(self.labels, indices)
+
 
 def class_pairs(n_tasks: int, n_classes: int, seed: int) -> list[tuple[int, int]]:
     """``n_tasks`` pairs of distinct classes: successive seeded shuffles of ``0..n_classes-1`` cut in twos."""

@@ -154,6 +154,11 @@ class PermutedImages(Dataset):
         image = self.flat_images[self.indices[index]].index_select(0, self.permutation)
         return image.view(INPUT_SHAPE), self.labels[index]
 
+    def collapsebench_rows(self, indices: torch.Tensor):
+        """Samples ``indices`` stacked: the same gathers as ``__getitem__``, on all of them at once."""
+        images = tensors.rows(self.flat_images, tensors.rows(self.indices, indices)).index_select(1, self.permutation)
+        return images.view(-1, *INPUT_SHAPE), tensors.rows(self.labels, indices)
+
 
 def permutations(n: int, seed: int, size: int = 28 * 28) -> list[torch.Tensor]:
     """``n`` pixel permutations drawn in turn from a generator seeded with ``seed``."""

@@ -35,6 +35,13 @@ class Relabelled(Dataset):
     def __getitem__(self, index):
         return self.base[index][0], self.labels[index]
 
+    def collapsebench_rows(self, indices: torch.Tensor):
+        """The bulk path of the base's inputs, when the base offers one (collapsebench.dataset_rows)."""
+        from collapsebench import dataset_rows
+
+        rows = dataset_rows(self.base, indices)
+        return None if rows is None else (rows[0], self.labels.index_select(0, indices))
+
 
 def base_records() -> dict[str, Any]:
     """The built-in stream records by name, as this package's hook provides them."""
