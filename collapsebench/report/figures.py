@@ -6,7 +6,8 @@ registry (which matters when TensorBoard images are drawn inside a training proc
 ``Figure`` renders it with the Agg canvas.
 
 Several runs with the same label (seeds of one strategy) are pooled: lines show their mean and
-a band from the smallest to the largest seed. Runs with different labels are overlaid in
+a band, the 95% t-interval over the seeds (:mod:`collapsebench.stats`, the statistic of every
+table), :data:`BAND_CAPTION` in words. Runs with different labels are overlaid in
 different colours. A figure whose data no run has raises :class:`MissingData`, which the page
 shows as a note instead of the figure.
 """
@@ -59,8 +60,21 @@ def _colors(runs: Sequence[Run]) -> dict[str, str]:
     return {label: f"C{i % 10}" for i, label in enumerate(group_runs(runs))}
 
 
+#: What a band is, for the report's captions.
+BAND_CAPTION = "lines: mean over seeds; bands: 95% t-interval over seeds (collapsebench.stats)"
+
+
+def _seed_interval(column: np.ndarray) -> tuple[float, float]:
+    from collapsebench.stats import interval
+
+    finite = [float(v) for v in column if math.isfinite(v)]
+    value = interval(finite)
+    return (value.mean, value.mean) if value.low is None else (value.low, value.high)
+
+
 def _band(series: Sequence[dict[int, float]]) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
-    """Pool several experience -> value series: (experiences, mean, min, max) over the finite values."""
+    """Pool several experience -> value series: (experiences, mean, low, high) over the finite
+    values, low and high the 95% t-interval of the seeds (the mean alone where one seed has it)."""
     experiences = sorted({e for s in series for e in s})
     table = np.array([[s.get(e, math.nan) for e in experiences] for s in series], dtype=float)
     kept = [k for k in range(len(experiences)) if np.isfinite(table[:, k]).any()]
@@ -68,7 +82,8 @@ def _band(series: Sequence[dict[int, float]]) -> tuple[list[int], np.ndarray, np
     experiences = [experiences[k] for k in kept]
     if not experiences:
         return [], np.array([]), np.array([]), np.array([])
-    return experiences, np.nanmean(table, axis=0), np.nanmin(table, axis=0), np.nanmax(table, axis=0)
+    bounds = np.array([_seed_interval(table[:, k]) for k in range(len(experiences))], dtype=float)
+    return experiences, np.nanmean(table, axis=0), bounds[:, 0], bounds[:, 1]
 
 
 def _plot_band(ax, series, label, color, marker="o", linestyle="-"):

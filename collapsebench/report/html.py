@@ -112,7 +112,7 @@ def build_page(runs: Sequence[Run], rendered: Sequence[RenderedFigure], title: s
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='meta'>{len(runs)} run(s) in {len(groups)} group(s); generated {generated}. "
-        "Runs with the same label are seeds of one configuration: lines show their mean, bands their range.</p>",
+        "Runs with the same label are seeds of one configuration: lines show their mean, bands the 95% t-interval over their seeds (the statistic of every table).</p>",
         "<h2>Runs</h2>", _runs_table(runs),
         "<h2>Summary</h2>", _summary_table(runs),
         "<nav><h2>Figures</h2><ul>",
