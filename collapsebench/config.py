@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collapsebench.errors import CollapsebenchError, unknown_name_error
+from collapsebench.errors import CollapsebenchError, plural, unknown_name_error
 from collapsebench.records import check_number
 
 DATA_ROOT_ENV = "COLLAPSEBENCH_DATA_ROOT"
@@ -335,7 +335,7 @@ def assign_component_option(
         if len(owners) != 1:
             where = "none of" if not owners else "several of"
             raise CollapsebenchError(
-                f"Option {key!r} matches {where} the {kind}s {', '.join(names)}; write it as NAME.{key}=VALUE."
+                f"Option {key!r} matches {where} the {plural(kind)} {', '.join(names)}; write it as NAME.{key}=VALUE."
             )
         name = owners[0]
     tables.setdefault(name, {})[key] = value

@@ -33,6 +33,24 @@ class CollapsebenchError(Exception):
         self.details = details
 
 
+def plural(phrase: str) -> str:
+    """The plural of a noun phrase, its head noun inflected: "strategy" -> "strategies",
+    "option of 'x'" -> "options of 'x'", "plugin to disable" -> "plugins to disable"."""
+    head, rest = phrase, ""
+    for joint in (" of ", " to ", " for ", " in "):
+        if joint in phrase:
+            head, _, tail = phrase.partition(joint)
+            rest = joint + tail
+            break
+    if head.endswith("y") and head[-2:-1] not in ("a", "e", "o", "u", ""):
+        head = head[:-1] + "ies"
+    elif head.endswith(("s", "x", "ch", "sh")):
+        head += "es"
+    else:
+        head += "s"
+    return head + rest
+
+
 def unknown_name_error(kind: str, name: str, choices: Iterable[str], hint: str = "") -> CollapsebenchError:
     """An error for a name nobody provides, listing the choices and the closest match."""
     choices = sorted(choices)
@@ -40,7 +58,7 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str], hint: str =
     message = f"Unknown {kind} {name!r}."
     if close:
         message += f" Did you mean {close[0]!r}?"
-    message += f" Available {kind}s: {', '.join(choices) if choices else '(none)'}."
+    message += f" Available {plural(kind)}: {', '.join(choices) if choices else '(none)'}."
     if hint:
         message += " " + hint
     return CollapsebenchError(message)

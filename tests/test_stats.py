@@ -55,3 +55,13 @@ def test_overlap_and_labels():
     assert label(3).startswith("mean ± 95% t-interval over 3 seeds")
     assert "over 1 seed " in label(1)
     assert "over 2-5 seeds" in label([5, 2, 3])
+
+
+def test_messages_pluralise_the_head_noun():
+    from collapsebench.errors import plural, unknown_name_error
+
+    assert plural("strategy") == "strategies" and plural("stream") == "streams" and plural("key") == "keys"
+    assert plural("option of 'replay'") == "options of 'replay'"
+    assert plural("plugin to disable") == "plugins to disable" and plural("config key") == "config keys"
+    message = str(unknown_name_error("strategy", "naiv", ["naive", "replay"]))
+    assert "Available strategies: naive, replay" in message and "strategys" not in message
