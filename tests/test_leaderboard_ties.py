@@ -37,3 +37,14 @@ def test_bounded_cells_stay_inside_their_bounds():
     assert entry.estimates["capacity_retention"].high == 1.0
     assert cell(entry, "capacity_retention").endswith("1.000]")
     assert estimate([0.1, 0.2, 0.3]).ci95 == estimate([0.1, 0.2, 0.3], "average_accuracy").ci95
+
+
+def test_verify_counts_null_and_nan_as_the_same_undefined_value():
+    from collapsebench.leaderboard.verify import compare
+
+    recorded = {"summary": {"forgetting_erank_correlation": {"pearson": None, "spearman": None, "n": 4}}}
+    rerun = {"summary": {"forgetting_erank_correlation": {"pearson": float("nan"), "spearman": float("nan"), "n": 4}}}
+    assert compare(recorded, rerun, "run") == []
+    assert compare({"x": float("nan")}, {"x": float("nan")}, "run") == []
+    # a defined value against an undefined one is still a difference
+    assert [d.field for d in compare({"x": 0.5, "y": None}, {"x": float("nan"), "y": 0.1}, "run")] == ["run.x", "run.y"]

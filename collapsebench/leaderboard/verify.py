@@ -10,6 +10,7 @@ within :data:`TOLERANCE` (absolute up to 1, relative above), and a failure other
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -87,7 +88,15 @@ def compare(recorded: Any, rerun: Any, where: str) -> list[Difference]:
                 for d in compare(recorded.get(key), rerun.get(key), f"{where}.{key}")]
     if isinstance(recorded, list) and isinstance(rerun, list) and len(recorded) == len(rerun):
         return [d for i, (a, b) in enumerate(zip(recorded, rerun)) for d in compare(a, b, f"{where}[{i}]")]
+    if _undefined(recorded) and _undefined(rerun):
+        return []
     return [] if recorded == rerun else [Difference(where, recorded, rerun)]
+
+
+def _undefined(value: Any) -> bool:
+    """None or NaN: a submission's JSON stores an undefined value (a correlation of a constant series)
+    as null, a re-run holds it as NaN; both mean the same and must compare equal."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def check_strategy_source(submission: dict[str, Any], manager, registry) -> None:
