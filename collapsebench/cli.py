@@ -43,6 +43,30 @@ def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
 
 COMMANDS: dict = {}
 
+RUN_EXAMPLES = """examples:
+  collapsebench run                                   the default: naive on split-digits, seed 0
+  collapsebench run --strategy replay --seed 1        another strategy and seed
+  collapsebench run --track split-digits-mlp --strategy ewc   every seed of a benchmark track
+  collapsebench run --config my-run.toml --seed 3     a TOML file of the same keys; flags win
+  collapsebench run --resume runs/NAME                continue an interrupted run
+"""
+
+
+def _show_run_defaults(run: argparse.ArgumentParser) -> None:
+    """Append RunConfig's default to each flag's help, so the help cannot drift from the config."""
+    from collapsebench.config import RunConfig
+
+    defaults = RunConfig()
+    for action in run._actions:
+        if not action.help or "default" in action.help or not hasattr(defaults, action.dest):
+            continue
+        value = getattr(defaults, action.dest)
+        if value is None or isinstance(value, bool):
+            continue
+        shown = ",".join(map(str, value)) if isinstance(value, list) else value
+        if shown != "":
+            action.help += f" (default {shown})"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -50,9 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark continual-learning strategies on accuracy and on collapse "
         "(effective rank, dead units, Hessian spectrum, CKA).",
     )
+    from collapsebench import __version__
+
+    parser.add_argument("--version", action="version", version=f"collapsebench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = commands.add_parser("run", help="train and evaluate one configuration; write a run directory")
+    run = commands.add_parser(
+        "run", help="train and evaluate one configuration; write a run directory",
+        description="Train a strategy on a stream of experiences and measure accuracy and collapse after each\n"
+                    "one. Settings come from, lowest first: the defaults shown below, a track's fixed protocol\n"
+                    "(--track), a --config TOML file, then flags.",
+        epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_plugin_flag(run)
     run.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags (flags win)")
     run.add_argument("--track", help="run a benchmark track: its protocol is fixed, all its seeds unless --seed")
@@ -70,13 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--evaluation", metavar="PROTOCOL",
                      help="test experiences measured after each one: full, seen, current or every:N "
                           "(default: the stream's, else full)")
-    run.add_argument("--seed", type=int)
+    run.add_argument("--seed", type=int, help="random seed of the run")
     run.add_argument("--epochs", type=int, help="passes over each experience (default 5)")
     run.add_argument("--lr", type=float, help="learning rate (default 0.01)")
     run.add_argument("--batch-size", type=int, help="training minibatch (default 16)")
-    run.add_argument("--optimizer", choices=("sgd", "adam"))
-    run.add_argument("--momentum", type=float)
-    run.add_argument("--weight-decay", type=float)
+    run.add_argument("--optimizer", choices=("sgd", "adam"), help="optimizer")
+    run.add_argument("--momentum", type=float, help="SGD momentum")
+    run.add_argument("--weight-decay", type=float, help="L2 weight decay of the optimizer")
     run.add_argument("--probe-size", type=int, help="held-out inputs for activation metrics (default 1000)")
     run.add_argument("--device", help="cpu (default), cuda, cuda:N or mps")
     run.add_argument("--threads", type=int, help="torch CPU threads (default 1; 0: torch's default)")
@@ -96,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="[NAME.]KEY=VALUE",
             help=f"set an option of the {kind} (repeatable; `collapsebench list` shows them)",
         )
+    _show_run_defaults(run)
 
     plugins = commands.add_parser("plugins", help="list the loaded collapsebench plugins and what each provides")
     _add_plugin_flag(plugins)
@@ -150,10 +183,15 @@ def _registry(args):
 
 
 def cmd_plugins(args) -> int:
+    from collapsebench.tracks import tracks_by_plugin
+
     manager, registry = _registry(args)
+    tracks = tracks_by_plugin(manager)
     rows = []
     for name, info in manager.info.items():
         provides = registry.provided_by(name)
+        if tracks.get(name):
+            provides["track"] = tracks[name]
         rows.append(
             {
                 "name": name,

@@ -51,8 +51,28 @@ def _track_dict(track, details: bool) -> dict:
     return data
 
 
+#: Columns of free text, wrapped so that a table fits the terminal; the others keep their width.
+WRAPPED = ("description", "options", "protocol")
+
+
+def _fit(rows: list[list], headers: list[str], width: int) -> list[int | None]:
+    """maxcolwidths for tabulate: the width left by the other columns, shared by the text columns."""
+    def longest(column: int) -> int:
+        cells = [str(row[column]) for row in rows] + [headers[column]]
+        return max(len(line) for cell in cells for line in cell.splitlines() or [""])
+
+    wrapped = [i for i, h in enumerate(headers) if h in WRAPPED]
+    fixed = sum(longest(i) for i in range(len(headers)) if i not in wrapped) + 2 * (len(headers) - 1)
+    share = max(20, (width - fixed) // max(1, len(wrapped)))
+    return [share if i in wrapped and longest(i) > share else None for i in range(len(headers))]
+
+
 def describe(manager, registry: Registry, plurals: list[str], pattern: str = "*", details: bool = False,
-             as_json: bool = False) -> str:
+             as_json: bool = False, width: int | None = None) -> str:
+    """The listing as text (tables wrapped to ``width``, default the terminal's) or JSON."""
+    import shutil
+
+    width = width or shutil.get_terminal_size((100, 24)).columns
     listing = {}
     for plural in plurals:
         if plural == "tracks":
@@ -90,6 +110,7 @@ def describe(manager, registry: Registry, plurals: list[str], pattern: str = "*"
             headers = ["name", "description", "seeds", "minutes/seed (2-core CPU)"] + (["protocol"] if details else [])
         if details and plural == "architectures":
             headers.append("parameters")
-        body = tabulate(rows, headers=headers) if rows else f"(no {plural} match {pattern!r})"
+        body = tabulate(rows, headers=headers, maxcolwidths=_fit(rows, headers, width)) if rows else \
+            f"(no {plural} match {pattern!r})"
         blocks.append(f"{plural}\n{body}")
     return "\n\n".join(blocks)

@@ -80,6 +80,16 @@ def load_tracks(manager) -> dict[str, Track]:
     return tracks
 
 
+def tracks_by_plugin(manager) -> dict[str, list[str]]:
+    """plugin name -> names of the tracks its ``collapsebench_track_dirs`` provides (for ``plugins``)."""
+    provided: dict[str, list[str]] = {}
+    for plugin, directories in manager.call_each("collapsebench_track_dirs"):
+        for directory in directories or []:
+            names = [read_track(path).name for path in sorted(Path(directory).glob("*.toml"))]
+            provided.setdefault(plugin, []).extend(names)
+    return {plugin: sorted(names) for plugin, names in provided.items()}
+
+
 def get_track(manager, name: str) -> Track:
     tracks = load_tracks(manager)
     if name not in tracks:
