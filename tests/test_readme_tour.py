@@ -109,5 +109,7 @@ def test_the_whole_tour_runs_in_order_on_a_fresh_directory(tmp_path):
         done = subprocess.run(["bash", "-c", line], cwd=scratch, env=env, capture_output=True, text=True,
                               timeout=1200)
         assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        if " run --track " in command:  # a track run ends with its seeds summarised
+            assert "Summary over seeds 0, 1, 2: mean ± 95% t-interval over 3 seeds" in done.stdout, done.stdout[-2000:]
     assert (scratch / "report.html").exists()
     assert (scratch / "leaderboard" / "submissions" / "split-digits-mlp" / "my-replay.json").exists()
