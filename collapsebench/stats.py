@@ -36,6 +36,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "average_accuracy": (0.0, 1.0),
     "capacity_retention": (0.0, 1.0),
     "dead_units": (0.0, 1.0),
+    "dormant_units": (0.0, 1.0),
+    "bwt": (-1.0, 1.0),
     "new_task_accuracy": (0.0, 1.0),
     "forgetting": (-1.0, 1.0),
 }
