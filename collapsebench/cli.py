@@ -17,7 +17,8 @@ from collapsebench.errors import EXIT_SIGINT, EXIT_USER_ERROR, CollapsebenchErro
 KIND_CHOICES = ("architectures", "strategies", "streams", "evaluators", "tracks")
 #: Modules that add subcommands: each has ``add_commands(subparsers, add_plugin_flag) -> {name: handler}``.
 #: They must import only the standard library at module level, so that --help stays instant.
-COMMAND_MODULES: list[str] = ["collapsebench.report.cli", "collapsebench.leaderboard.cli", "collapsebench.sweep.cli"]
+COMMAND_MODULES: list[str] = ["collapsebench.report.cli", "collapsebench.leaderboard.cli", "collapsebench.sweep.cli",
+                             "collapsebench.studies.cli"]
 
 
 def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:

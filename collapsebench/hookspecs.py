@@ -50,6 +50,11 @@ def collapsebench_track_dirs() -> list[Path]:
     """Return directories holding benchmark track files (``*.toml``) this plugin provides."""
 
 
+@hookspec
+def collapsebench_study_dirs() -> list[Path]:
+    """Return directories holding study files (``*.toml``: a run grid, figures and claims) this plugin provides."""
+
+
 # --- lifecycle ------------------------------------------------------------------------------
 
 

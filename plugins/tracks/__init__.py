@@ -1,4 +1,5 @@
-"""Built-in benchmark tracks: the TOML files in the repository's ``benchmarks/tracks``.
+"""Built-in benchmark tracks (the TOML files in the repository's ``benchmarks/tracks``) and the
+built-in studies (the TOML files in ``plugins/studies``).
 
 The wheel carries them as the data-only package ``collapsebench_tracks``, so an installed
 collapsebench finds the same tracks as a source checkout.
@@ -19,3 +20,8 @@ def collapsebench_track_dirs():
     spec = importlib.util.find_spec("collapsebench_tracks")
     locations = spec.submodule_search_locations if spec else []
     return [Path(p) for p in locations if Path(p).is_dir()]
+
+
+@hookimpl
+def collapsebench_study_dirs():
+    return [Path(__file__).resolve().parent.parent / "studies"]

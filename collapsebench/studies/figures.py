@@ -1,0 +1,179 @@
+"""Figures a study page can show: its own (below) and any of the report's, named ``report:NAME``.
+
+Matplotlib loads only when a figure is drawn: reading a study file must stay cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+#: name -> (title, caption); the drawing functions are ``_draw_<name>`` in this module.
+OWN_FIGURES = {
+    "forgetting_vs_erank_drop_by_model": (
+        "Forgetting against activation-erank drop, per architecture",
+        "One point per (run, experience j): how much j was forgotten by the end of the run against how far the "
+        "layers' peak-normalized activation erank fell after j was learned; colours are strategies, one panel "
+        "per architecture (and stream). A rising cloud is the claim that forgetting tracks collapse.",
+    ),
+    "cka_by_depth": (
+        "Next-task CKA by layer depth",
+        "For each tapped layer (shallow to deep), the linear CKA between experience j's representation right after "
+        "training on j and after training on j+1, averaged over j; lines are strategies (mean over seeds, bars: min "
+        "to max). Falling lines mean deeper layers change more.",
+    ),
+    "hessian_over_tasks": (
+        "Hessian spectrum at each new task, and new-task accuracy",
+        "Top: the loss Hessian's effective rank at the start of each new task (on its data), relative to the first "
+        "task; middle: its top eigenvalue; bottom: accuracy on each task right after training on it. Lines are "
+        "strategies (mean over seeds).",
+    ),
+}
+REPORT_PREFIX = "report:"
+
+
+def known(name: str) -> bool:
+    if name in OWN_FIGURES:
+        return True
+    if name.startswith(REPORT_PREFIX):
+        from collapsebench.report.figures import FIGURES
+
+        return name[len(REPORT_PREFIX):] in {spec.name for spec in FIGURES}
+    return False
+
+
+class _Known(dict):
+    """``name in STUDY_FIGURES`` for the study reader; sorted() lists the study's own names."""
+
+    def __contains__(self, name):
+        return isinstance(name, str) and known(name)
+
+
+STUDY_FIGURES = _Known({name: None for name in OWN_FIGURES})
+
+
+def specs(names: Sequence[str]):
+    from collapsebench.report.figures import FIGURES, FigureSpec
+
+    by_name = {spec.name: spec for spec in FIGURES}
+    out = []
+    for name in names:
+        if name in OWN_FIGURES:
+            title, caption = OWN_FIGURES[name]
+            out.append(FigureSpec(name, title, caption, globals()[f"_draw_{name}"]))
+        else:
+            out.append(by_name[name[len(REPORT_PREFIX):]])
+    return out
+
+
+def _panels(runs):
+    groups: dict[str, list] = {}
+    for run in runs:
+        key = f"{run.config.get('stream', '?')} · {run.config.get('model', '?')}"
+        groups.setdefault(key, []).append(run)
+    return groups
+
+
+def _figure(n_panels: int, rows: int = 1, height: float = 3.6):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(4.5, 4.2 * n_panels), height * rows), layout="constrained")
+    axes = fig.subplots(rows, n_panels, squeeze=False)
+    return fig, axes
+
+
+def _strategy_colors(runs) -> dict[str, str]:
+    return {s: f"C{k % 10}" for k, s in enumerate(dict.fromkeys(r.strategy for r in runs))}
+
+
+def _draw_forgetting_vs_erank_drop_by_model(runs):
+    from collapsebench.report.figures import MissingData
+    from collapsebench.report.runs import forgetting_and_erank_drop
+    from collapsebench.studies.checks import spearman
+
+    groups, colors = _panels(runs), _strategy_colors(runs)
+    points = {key: [(r.strategy, *forgetting_and_erank_drop(r)[1:]) for r in members] for key, members in groups.items()}
+    if not any(drops for rows in points.values() for _, drops, _ in rows):
+        raise MissingData("no run has a complete accuracy matrix and activation erank (evaluator 'activations')")
+    fig, axes = _figure(len(groups))
+    for ax, (key, rows) in zip(axes[0], points.items()):
+        seen, xs, ys = set(), [], []
+        for strategy, drops, forgotten in rows:
+            ax.scatter(drops, forgotten, s=18, alpha=0.75, color=colors[strategy],
+                       label=strategy if strategy not in seen else None)
+            seen.add(strategy)
+            xs += drops
+            ys += forgotten
+        rho = spearman(xs, ys) if len(xs) > 2 else math.nan
+        ax.set_title(f"{key}  (pooled ρ = {rho:.2f})" if math.isfinite(rho) else key, fontsize=9)
+        ax.set_xlabel("activation-erank drop after j (peak-normalized)")
+        ax.set_ylabel("forgetting of j")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def _draw_cka_by_depth(runs):
+    from collapsebench.report.figures import MissingData
+    from collapsebench.studies.checks import _next_task_cka
+
+    groups, colors = _panels(runs), _strategy_colors(runs)
+    tables = {key: {} for key in groups}
+    for key, members in groups.items():
+        for run in members:
+            by_layer = _next_task_cka(run)
+            if by_layer:
+                tables[key].setdefault(run.strategy, []).append(by_layer)
+    if not any(tables.values()):
+        raise MissingData("no run recorded CKA across consecutive experiences (evaluator 'cka')")
+    fig, axes = _figure(len(groups))
+    for ax, (key, by_strategy) in zip(axes[0], tables.items()):
+        layers = []
+        for strategy, rows in by_strategy.items():
+            layers = list(rows[0])
+            values = [[row.get(layer, math.nan) for layer in layers] for row in rows]
+            columns = list(zip(*values))
+            means = [sum(c) / len(c) for c in columns]
+            ax.errorbar(range(len(layers)), means,
+                        yerr=[[max(0.0, m - min(c)) for m, c in zip(means, columns)],
+                              [max(0.0, max(c) - m) for m, c in zip(means, columns)]],
+                        marker="o", capsize=3, color=colors[strategy], label=strategy)
+        ax.set_xticks(range(len(layers)), layers, rotation=30, fontsize=8)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("tapped layer (shallow → deep)")
+        ax.set_ylabel("CKA(after j, after j+1)")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def _mean_series(members, metric):
+    from collapsebench.studies.checks import series
+
+    tables = [series(r, metric) for r in members]
+    keys = sorted({k for t in tables for k in t})
+    return keys, [sum(t[k] for t in tables if k in t) / sum(k in t for t in tables) for k in keys]
+
+
+def _draw_hessian_over_tasks(runs):
+    from collapsebench.report.figures import MissingData
+
+    if not any(r.has("hessian_erank", "model", "start") for r in runs):
+        raise MissingData("no run recorded the Hessian at the start of a task (evaluator 'hessian')")
+    colors = _strategy_colors(runs)
+    fig, axes = _figure(1, rows=3, height=2.4)
+    by_strategy: dict[str, list] = {}
+    for run in runs:
+        by_strategy.setdefault(run.strategy, []).append(run)
+    for strategy, members in by_strategy.items():
+        keys, values = _mean_series(members, "hessian_erank@model:start")
+        if values and values[0]:
+            axes[0][0].plot(keys, [v / values[0] for v in values], marker=".", color=colors[strategy], label=strategy)
+        keys, values = _mean_series(members, "hessian_top_eigenvalues@model:start")
+        axes[1][0].plot(keys, values, marker=".", color=colors[strategy], label=strategy)
+        keys, values = _mean_series(members, "new_task_accuracy")
+        axes[2][0].plot(keys, values, marker=".", color=colors[strategy], label=strategy)
+    axes[0][0].set_ylabel("Hessian erank / first")
+    axes[1][0].set_ylabel("top eigenvalue")
+    axes[2][0].set_ylabel("new-task accuracy")
+    axes[2][0].set_xlabel("task index")
+    axes[0][0].legend(fontsize=8)
+    return fig

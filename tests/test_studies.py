@@ -1,0 +1,260 @@
+"""Studies: study files are checked, claims are statistics that can fail, and a study's quick
+version runs through the sweep's executors into a page with PASS or FAIL per claim."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from collapsebench.errors import CollapsebenchError
+from collapsebench.manager import build_manager
+from collapsebench.report.runs import Run
+from collapsebench.studies.checks import evaluate, onset_lead, pooled_spearman
+from collapsebench.studies.spec import Claim, get_study, load_studies, read_study
+from conftest import REPO
+
+BUILTIN = {"zhu-jin-forgetting-collapse", "ramasesh-deeper-layers-forget", "dohare-loss-of-plasticity",
+           "he-hessian-collapse"}
+
+TINY_STUDY = '''
+[study]
+paper = "nobody"
+description = "a tiny study a third-party collapsebench plugin ships"
+
+[grid]
+streams = ["split-digits"]
+models = ["mlp"]
+strategies = ["naive"]
+seeds = [0]
+
+[[claim]]
+name = "learns"
+text = "naive ends above chance"
+statistic = "mean"
+direction = ">"
+threshold = 0.1
+params = { strategy = "naive", metric = "average_accuracy" }
+'''
+
+STUDY_PLUGIN = '''
+from pathlib import Path
+
+from collapsebench import hookimpl
+
+
+@hookimpl
+def collapsebench_study_dirs():
+    return [Path(__file__).parent / "plugin_studies"]
+'''
+
+
+def _run(strategy, seed, summary=None, matrix=None, records=(), model="mlp", taps=()):
+    result = {"status": "complete", "config": {"stream": "s", "model": model, "strategy": strategy, "seed": seed},
+              "summary": summary or {}, "accuracy_matrix": matrix or [], "metrics": list(records),
+              "taps": [{"name": t, "width": 4} for t in taps]}
+    return Run(Path(f"/nowhere/{strategy}{seed}"), result, strategy)
+
+
+def _claim(statistic, direction=">", threshold=0.0, require="interval", **params):
+    return Claim("c", "text", statistic, direction, threshold, require, params)
+
+
+# --- study files ------------------------------------------------------------------------------
+
+
+def test_builtin_studies_load_through_the_hook():
+    studies = load_studies(build_manager())
+    assert BUILTIN <= set(studies)
+    zhu = studies["zhu-jin-forgetting-collapse"]
+    assert zhu.full.models == ("mlp", "convgru", "biconvgru", "resnet18") and zhu.full.seeds == (0, 1, 2)
+    assert zhu.quick.streams == ("split-digits",) and zhu.quick.run["epochs"] == 3
+    assert zhu.quick.run["evaluators"] == ["activations"]  # inherited from [run]
+    he = studies["he-hessian-collapse"]
+    assert he.quick.stream_options["permuted-mnist"]["n_experiences"] == 15
+    assert he.full.stream_options["permuted-mnist"]["n_experiences"] == 100
+    assert all(study.meta.get("expected_minutes") for study in studies.values())
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('statistic = "mean"', 'statistic = "meen"'), "unknown statistic 'meen'"),
+    (lambda t: t.replace('direction = ">"', 'direction = ">="'), "direction must be"),
+    (lambda t: t.split("[[claim]]")[0], "at least one [[claim]]"),
+    (lambda t: t.replace("seeds = [0]", "seeds = []"), "grid.seeds must be"),
+    (lambda t: t + '\n[[figure]]\nname = "nope"\n', "unknown figure 'nope'"),
+    (lambda t: t.replace("[grid]", "[run]\nstrategy = 'x'\n[grid]"), "run.strategy is set by the grid"),
+])
+def test_a_bad_study_file_is_refused_with_the_reason(tmp_path, edit, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(edit(TINY_STUDY))
+    with pytest.raises(CollapsebenchError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        read_study(path)
+
+
+def test_hook_study_dirs_add_a_study(tmp_path, cli):
+    (tmp_path / "plugin_studies").mkdir()
+    (tmp_path / "plugin_studies" / "tiny-study.toml").write_text(TINY_STUDY)
+    plugin = tmp_path / "studyplugin.py"
+    plugin.write_text(STUDY_PLUGIN)
+    study = get_study(build_manager([str(plugin)]), "tiny-study")
+    assert study.full.n_runs == 1 and study.claims[0].threshold == 0.1
+    code, out, err = cli("study", "list", "--plugin", plugin)
+    assert code == 0 and "tiny-study" in out and "zhu-jin-forgetting-collapse" in out
+    code, out, err = cli("study", "run", "no-such-study", "--dry-run")
+    assert code == 2 and "no-such-study" in err and "Traceback" not in err
+    # Two plugins shipping the same study name: both files are named.
+    other = tmp_path / "again"
+    (other / "plugin_studies").mkdir(parents=True)
+    (other / "plugin_studies" / "tiny-study.toml").write_text(TINY_STUDY)
+    (other / "studyplugin2.py").write_text(STUDY_PLUGIN)
+    with pytest.raises(CollapsebenchError, match="Two study files are named 'tiny-study'"):
+        load_studies(build_manager([str(plugin), str(other / "studyplugin2.py")]))
+
+
+# --- statistics and verdicts --------------------------------------------------------------------
+
+
+def test_pooled_spearman_is_seeded_and_bootstraps_over_runs():
+    rising = [[(x + k * 0.01, 2 * x + (k % 3) * 0.1) for x in range(5)] for k in range(4)]
+    first, again = pooled_spearman(rising, seed=3), pooled_spearman(rising, seed=3)
+    assert first == again and first.estimate > 0.9 and first.low > 0.5 and first.n == 4
+    assert "bootstrap over 4 runs" in first.method
+    falling = [[(x, -y) for x, y in points] for points in rising]
+    assert pooled_spearman(falling, seed=3).estimate < -0.9
+
+
+def test_difference_pairs_cells_and_its_verdict_can_fail():
+    runs = [_run("a", s, {"acc": 0.8 + 0.01 * s}) for s in range(3)] + [_run("b", s, {"acc": 0.5}) for s in range(3)]
+    verdict = evaluate(_claim("difference", metric="acc", a="a", b="b"), runs)
+    assert verdict.passed and math.isclose(verdict.measured.estimate, 0.31) and verdict.measured.n == 3
+    flipped = evaluate(_claim("difference", metric="acc", a="b", b="a"), runs)
+    assert not flipped.passed and flipped.to_dict()["verdict"] == "FAIL"
+    # An interval that straddles the threshold fails an interval claim but passes on the estimate.
+    noisy = [_run("a", s, {"acc": v}) for s, v in enumerate((0.9, 0.4, 0.8))] + [_run("b", s, {"acc": 0.6}) for s in range(3)]
+    assert not evaluate(_claim("difference", metric="acc", a="a", b="b"), noisy).passed
+    assert evaluate(_claim("difference", metric="acc", a="a", b="b", require="estimate"), noisy).passed
+    # Nothing to measure is a FAIL that says so, never a PASS.
+    missing = evaluate(_claim("difference", metric="nothing", a="a", b="b"), runs)
+    assert not missing.passed and "not measurable" in missing.reason
+
+
+def _records(name, kind, values, phase="end"):
+    return [{"name": name, "kind": kind, "layer": "all", "experience": e, "value": v, "phase": phase}
+            for e, v in enumerate(values)]
+
+
+def test_onset_lead_says_which_series_falls_first():
+    acc = [0.9, 0.9, 0.9, 0.9, 0.5, 0.4]
+    early = [_run("naive", s, matrix=[[v if i == j else None for j in range(6)] for i, v in enumerate(acc)],
+                  records=_records("hessian_erank", "model", [10, 9, 6, 5, 5, 5], "start")) for s in range(3)]
+    measured = onset_lead(early, {"strategy": "naive", "collapse": "hessian_erank@model:start"})
+    assert measured.estimate == 2.0 and measured.detail["onsets"][0] == {"accuracy_onset": 4, "collapse_onset": 2}
+    late = [_run("naive", s, matrix=early[0].result["accuracy_matrix"],
+                 records=_records("hessian_erank", "model", [10, 10, 10, 10, 10, 3], "start")) for s in range(3)]
+    verdict = evaluate(_claim("onset_lead", require="estimate", strategy="naive", collapse="hessian_erank@model:start"), late)
+    assert verdict.measured.estimate == -1.0 and not verdict.passed
+
+
+# --- a study end to end -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ramasesh_quick(tmp_path_factory):
+    from collapsebench.cli import main
+
+    out = tmp_path_factory.mktemp("study") / "ramasesh"
+    code = main(["study", "run", "ramasesh-deeper-layers-forget", "--quick", "--out", str(out), "--workers", "2"])
+    return code, out
+
+
+def test_a_quick_study_runs_and_checks_its_claims(ramasesh_quick, cli):
+    code, out = ramasesh_quick
+    assert code in (0, 1)  # 1 only when a claim fails: every run must still be complete
+    claims = json.loads((out / "claims.json").read_text())
+    assert claims["complete_runs"] == claims["planned_runs"] == 6 and claims["quick"] is True
+    assert [c["claim"] for c in claims["claims"]] == ["cka-falls-with-depth", "replay-protects-deep-layers"]
+    for claim in claims["claims"]:
+        assert claim["verdict"] in ("PASS", "FAIL") and isinstance(claim["estimate"], float)
+    depth = claims["claims"][0]
+    assert depth["low"] is not None and depth["detail"]["runs"] == 3 and "bootstrap" in depth["interval_method"]
+    page = (out / "report.html").read_text()
+    assert "cka-falls-with-depth" in page and ("PASS" in page or "FAIL" in page) and "data:image/png" in page
+    assert (out / "report-cka_by_depth.png").is_file()
+    # Resumable: a second run finds every run complete and runs none.
+    code, stdout, _ = cli("study", "run", "ramasesh-deeper-layers-forget", "--quick", "--out", out, "--no-report")
+    assert code == 0 and "6 already complete, 0 to run" in stdout
+
+
+def test_a_broken_input_makes_the_claim_fail(ramasesh_quick, tmp_path, cli):
+    _, out = ramasesh_quick
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    # CKA that rises with depth and is the same under both strategies: neither claim may pass.
+    for results in broken.glob("*/*/*/seed*/results.json"):
+        data = json.loads(results.read_text())
+        depth = {t["name"]: k for k, t in enumerate(data["taps"])}
+        for record in data["metrics"]:
+            if record["name"] == "cka":
+                record["value"] = 0.5 + 0.1 * depth[record["layer"]]
+        results.write_text(json.dumps(data))
+    manifest = json.loads((broken / "study.json").read_text())
+    manifest["run_dirs"] = [str(broken / Path(p).relative_to(out)) for p in manifest["run_dirs"]]
+    (broken / "study.json").write_text(json.dumps(manifest))
+    code, stdout, err = cli("study", "report", broken)
+    assert code == 1, err
+    verdicts = {c["claim"]: c for c in json.loads((broken / "claims.json").read_text())["claims"]}
+    assert verdicts["cka-falls-with-depth"]["verdict"] == "FAIL" and verdicts["cka-falls-with-depth"]["estimate"] > 0
+    assert verdicts["replay-protects-deep-layers"]["verdict"] == "FAIL"
+    assert "FAIL  cka-falls-with-depth" in stdout
+
+
+def test_study_report_of_a_directory_without_a_study_is_explained(tmp_path, cli):
+    code, out, err = cli("study", "report", tmp_path)
+    assert code == 2 and "study.json" in err and "Traceback" not in err
+
+
+# --- the slower studies -------------------------------------------------------------------------
+
+
+def _swap(directory: Path, a: str, b: str, into: Path) -> Path:
+    """A copy of a study directory whose strategies ``a`` and ``b`` trade names."""
+    shutil.copytree(directory, into)
+    manifest = json.loads((into / "study.json").read_text())
+    manifest["run_dirs"] = [str(into / Path(p).relative_to(directory)) for p in manifest["run_dirs"]]
+    (into / "study.json").write_text(json.dumps(manifest))
+    for results in into.glob("*/*/*/seed*/results.json"):
+        data = json.loads(results.read_text())
+        strategy = data["config"]["strategy"]
+        data["config"]["strategy"] = {a: b, b: a}.get(strategy, strategy)
+        results.write_text(json.dumps(data))
+    return into
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, swapped, must_fail", [
+    ("zhu-jin-forgetting-collapse", ("replay", "naive"), "replay-keeps-accuracy"),
+    ("dohare-loss-of-plasticity", ("cbp", "naive"), None),
+    ("he-hessian-collapse", ("er_l2", "naive"), None),
+])
+def test_slow_quick_studies_run_and_a_swapped_input_flips_them(name, swapped, must_fail, tmp_path, cli, shared_mnist_root):
+    out = tmp_path / name
+    code, stdout, err = cli("study", "run", name, "--quick", "--out", out, "--workers", "2",
+                            "--data-root", shared_mnist_root)
+    assert code in (0, 1), err
+    claims = json.loads((out / "claims.json").read_text())
+    assert claims["complete_runs"] == claims["planned_runs"]
+    before = {c["claim"]: c for c in claims["claims"]}
+    assert all(c["verdict"] in ("PASS", "FAIL") for c in before.values())
+    broken = _swap(out, *swapped, tmp_path / "broken")
+    cli("study", "report", broken)
+    after = {c["claim"]: c for c in json.loads((broken / "claims.json").read_text())["claims"]}
+    for claim, measured in before.items():
+        if measured["statistic"] == "difference" and swapped[0] in (measured["params"]["a"],) and measured["estimate"]:
+            assert math.isclose(after[claim]["estimate"], -measured["estimate"], abs_tol=1e-9)
+            if measured["verdict"] == "PASS":
+                assert after[claim]["verdict"] == "FAIL"
+    if must_fail:
+        assert after[must_fail]["verdict"] == "FAIL"
