@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from collapsebench.errors import EXIT_SIGINT, EXIT_USER_ERROR, CollapsebenchError, Terminated, describe_os_error
 
-KIND_CHOICES = ("architectures", "strategies", "streams", "evaluators", "tracks")
+KIND_CHOICES = ("architectures", "strategies", "streams", "evaluators", "loggers", "tracks")
 #: Modules that add subcommands: each has ``add_commands(subparsers, add_plugin_flag) -> {name: handler}``.
 #: They must import only the standard library at module level, so that --help stays instant.
 COMMAND_MODULES: list[str] = ["collapsebench.report.cli", "collapsebench.leaderboard.cli", "collapsebench.sweep.cli",
@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--download", action="store_const", const=True, help="allow downloading missing datasets")
     run.add_argument("--tensorboard-figures", action="store_const", const=True,
                      help="also draw the report's figures into TensorBoard after each experience (slower)")
+    run.add_argument("--logger", dest="loggers", metavar="NAMES",
+                     help="comma-separated experiment trackers: tensorboard, csv, wandb (default tensorboard)")
     run.add_argument("--out", help="run directory (default runs/<stream>-<model>-<strategy>-seed<seed>)")
     run.add_argument("--overwrite", action="store_true",
                      help="replace the run an existing run directory holds (its results, model, checkpoint and "
@@ -229,7 +231,7 @@ def cmd_list(args) -> int:
 RUN_FLAGS = (
     "stream", "scenario", "model", "strategy", "evaluators", "evaluation", "seed", "epochs", "lr", "batch_size",
     "optimizer", "momentum", "weight_decay", "probe_size", "device", "threads", "data_root", "download", "out",
-    "tensorboard_figures", "checkpoint_every",
+    "tensorboard_figures", "checkpoint_every", "loggers",
 )
 
 

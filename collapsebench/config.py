@@ -70,6 +70,8 @@ class RunConfig:
     #: Draw the report's figures into TensorBoard after every experience (about 2 s each);
     #: off by default so that no plotting runs in a training process unless asked.
     tensorboard_figures: bool = False
+    #: Experiment trackers (collapsebench_loggers records) that receive every metric value.
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard"])
     plugins: list[str] = field(default_factory=list)
     stream_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -110,7 +112,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "checkpoint_every": (1, 10_000_000),
 }
 TABLE_KEYS = ("stream_options", "model_options", "strategy_options", "evaluator_options")
-NAME_LIST_KEYS = ("evaluators", "plugins")
+NAME_LIST_KEYS = ("evaluators", "plugins", "loggers")
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -219,7 +221,7 @@ def _check(key: str, value: Any) -> Any:
 #: Config keys that say where and how a run executes, not what it computes: moving a run's
 #: output or data, or running it with other thread counts, does not change its result.
 #: ``plugins`` is left out too: results.json records the loaded plugins, not the ``--plugin`` specs.
-LOCAL_KEYS = ("out", "data_root", "download", "plugins", "threads", "checkpoint", "checkpoint_every")
+LOCAL_KEYS = ("out", "data_root", "download", "plugins", "threads", "checkpoint", "checkpoint_every", "loggers")
 
 
 def identity_of(config: dict[str, Any]) -> dict[str, Any]:
@@ -319,6 +321,8 @@ def resolve_component_options(config: RunConfig, registry) -> dict[str, dict[str
                 )
         for name in names:
             resolved[kind][name] = registry.get(kind, name).resolve_options(given.get(name, {}))
+    for name in config.loggers:
+        registry.get("logger", name)  # an unknown tracker fails before anything is built
     return resolved
 
 

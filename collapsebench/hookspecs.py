@@ -15,7 +15,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from collapsebench.config import RunConfig
-    from collapsebench.records import Architecture, Evaluator, Strategy, Stream
+    from collapsebench.records import Architecture, Evaluator, Logger, Strategy, Stream
 
 PROJECT = "collapsebench"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -43,6 +43,11 @@ def collapsebench_streams() -> list[Stream]:
 @hookspec
 def collapsebench_evaluators() -> list[Evaluator]:
     """Return the measurements this plugin provides, as ``Evaluator`` records."""
+
+
+@hookspec
+def collapsebench_loggers() -> list[Logger]:
+    """Return the experiment trackers this plugin provides, as ``Logger`` records (Avalanche loggers)."""
 
 
 @hookspec

@@ -222,6 +222,16 @@ class Evaluator(_Provided):
 
 
 @dataclass(frozen=True)
+class Logger(_Provided):
+    """A named experiment tracker (TensorBoard, W&B, a CSV file, ...).
+
+    ``factory(context: LoggerContext, **options)`` returns one Avalanche logger (a
+    ``BaseLogger``) that receives every metric value of the run. A ``close()`` method, if it has
+    one, is called once the run's result is written, so buffered values reach their store.
+    """
+
+
+@dataclass(frozen=True)
 class Track:
     """A benchmark protocol read from a TOML file: a fixed stream, model, budget and seeds."""
 
@@ -302,3 +312,13 @@ class EvaluatorContext:
     #: Builds a fresh model of the run's architecture (for plasticity's from-scratch baseline).
     architecture_factory: Callable[[], Any]
     recorder: Any = None  # collapsebench.evaluation.Recorder
+
+
+@dataclass
+class LoggerContext:
+    """What a logger factory needs: the run's config and the directory it writes."""
+
+    config: Any
+    run_dir: Path
+    #: True when the run continues from a checkpoint: a logger should append, not start over.
+    resume: bool = False

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from collapsebench.errors import CollapsebenchError, unknown_name_error
 from collapsebench.manager import PluginManager
-from collapsebench.records import Architecture, Evaluator, Strategy, Stream
+from collapsebench.records import Architecture, Evaluator, Logger, Strategy, Stream
 
 #: kind -> (hook name, record type)
 KINDS = {
@@ -19,18 +19,20 @@ KINDS = {
     "strategy": ("collapsebench_strategies", Strategy),
     "stream": ("collapsebench_streams", Stream),
     "evaluator": ("collapsebench_evaluators", Evaluator),
+    "logger": ("collapsebench_loggers", Logger),
 }
 PLURALS = {
     "architectures": "architecture",
     "strategies": "strategy",
     "streams": "stream",
     "evaluators": "evaluator",
+    "loggers": "logger",
 }
 
 
 @dataclass(frozen=True)
 class Entry:
-    record: Architecture | Strategy | Stream | Evaluator
+    record: Architecture | Strategy | Stream | Evaluator | Logger
     plugin: str
 
 
@@ -40,6 +42,9 @@ class Registry:
     def __init__(self, manager: PluginManager):
         self.manager = manager
         self._entries: dict[str, dict[str, Entry]] = {kind: self._collect(kind) for kind in KINDS}
+        from collapsebench import declarations
+
+        declarations.use(e.record for e in self.entries("evaluator"))  # what reports and boards read
 
     def _collect(self, kind: str) -> dict[str, Entry]:
         hook_name, record_type = KINDS[kind]

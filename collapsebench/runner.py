@@ -198,6 +198,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
     from avalanche.logging import TensorboardLogger
 
+    from collapsebench.records import LoggerContext
     from collapsebench.report.tensorboard import TensorBoardFigures
 
     manager.call_each("collapsebench_configure_run", config=config)
@@ -244,14 +245,16 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         journal.remove()
         results_io.write_json(run_dir / checkpoint.CONFIG_FILE, config.to_dict())
     progress = ProgressLogger(n_experiences, echo=echo)
+    trackers = build_loggers(config, registry, LoggerContext(config=config, run_dir=run_dir, resume=resume))
     evaluation = LeanEvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
         loss_metrics(epoch=True),
         *metrics,
-        loggers=[TensorboardLogger(run_dir), progress],
+        loggers=[*trackers, progress],
     )
-    board = TensorBoardFigures(evaluation.loggers[0].writer, strategy=config.strategy, taps=taps_of(model),
-                               n_experiences=n_experiences, images=config.tensorboard_figures)
+    tensorboard = next((t.writer for t in trackers if isinstance(t, TensorboardLogger)), None)
+    board = TensorBoardFigures(tensorboard, strategy=config.strategy, taps=taps_of(model),
+                               n_experiences=n_experiences, images=config.tensorboard_figures) if tensorboard else None
     stopper = StopAtSafePoint()
     guard = DivergenceGuard()
     online = OnlineAccuracy()
@@ -286,9 +289,9 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         timing.update({k: v for k, v in restored["timing"].items() if k != "build"})
         echo(f"Resuming after experience {done} of {n_experiences}.")
         # What the interrupted run logged after its checkpoint is logged again from here on.
-        writer = evaluation.loggers[0].writer
-        eventfiles.drop_events_after(run_dir, strategy.clock.train_iterations,
-                                     keep=getattr(writer._get_file_writer().event_writer, "_file_name", None))
+        if tensorboard is not None:
+            eventfiles.drop_events_after(run_dir, strategy.clock.train_iterations,
+                                         keep=getattr(tensorboard._get_file_writer().event_writer, "_file_name", None))
 
     def timed(phase: str, call):
         """Run ``call``, adding its time to ``phase`` less the one-time gathering of tensors."""
@@ -314,7 +317,8 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
                 matrix.append(dense_row(cells, n_experiences))
                 online_accuracy.append(online.accuracy())
                 progress.accuracy_row(cells)
-                timed("figures", lambda: board.after_experience(matrix, recorder.records))
+                if board is not None:
+                    timed("figures", lambda: board.after_experience(matrix, recorder.records))
                 unsaved.append({
                     "experience": experience.current_experience, "cells": [[j, a] for j, a in cells.items()],
                     "online_accuracy": online_accuracy[-1], "records": recorder.records[first_record:],
@@ -380,7 +384,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     if status in ("complete", "diverged"):  # resuming a diverged run would only diverge again
         checkpoint.remove(run_dir)
         journal.remove()
-    evaluation.loggers[0].writer.close()  # flush TensorBoard events before anyone reads them
+    close_loggers(trackers, tensorboard)  # flush TensorBoard events (and every tracker) before anyone reads them
     manager.call_each("collapsebench_result_recorded", result=result, run_dir=run_dir)
     stopper.release()
     if status == "partial" or stopper.requested:
@@ -402,6 +406,26 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
             details=error["traceback"],
         )
     return result
+
+
+def build_loggers(config: RunConfig, registry: Registry, context) -> list[Any]:
+    """The run's Avalanche loggers, one per name in ``config.loggers``, built by their plugins."""
+    if len(set(config.loggers)) != len(config.loggers):
+        raise CollapsebenchError(f"The logger list {config.loggers} names a logger twice.")
+    built = []
+    for name in config.loggers:
+        options = registry.get("logger", name).resolve_options({})
+        built.append(_call_factory(registry, "logger", name, context, **options))
+    return built
+
+
+def close_loggers(trackers: list[Any], tensorboard) -> None:
+    if tensorboard is not None:
+        tensorboard.close()  # Avalanche's TensorboardLogger has no close() of its own
+    for tracker in trackers:
+        close = getattr(tracker, "close", None)
+        if callable(close):
+            close()
 
 
 def _save_checkpoint(strategy, run_dir: Path, progress: dict[str, Any]) -> None:

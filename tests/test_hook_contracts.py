@@ -326,7 +326,8 @@ def test_disable_plugin_leaves_it_out(cli):
     assert Registry(manager).names("evaluator") == []
     code, out, err = cli("plugins", "--json", "--disable-plugin", "builtin_tracks", "-p", "no:builtin_evaluators")
     assert code == 0, err
-    assert {row["name"] for row in json.loads(out)} == {"builtin_architectures", "builtin_strategies", "builtin_streams"}
+    assert {row["name"] for row in json.loads(out)} == {"builtin_architectures", "builtin_strategies", "builtin_streams",
+                                                        "builtin_loggers"}
 
 
 def test_disabling_an_unknown_plugin_is_explained(cli):
