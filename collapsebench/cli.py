@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tensorboard-figures", action="store_const", const=True,
                      help="also draw the report's figures into TensorBoard after each experience (slower)")
     run.add_argument("--logger", dest="loggers", metavar="NAMES",
-                     help="comma-separated experiment trackers: tensorboard, csv, wandb (default tensorboard)")
+                     help="comma-separated experiment trackers: tensorboard, csv, wandb, mlflow (default tensorboard)")
     run.add_argument("--out", help="run directory (default runs/<stream>-<model>-<strategy>-seed<seed>)")
     run.add_argument("--overwrite", action="store_true",
                      help="replace the run an existing run directory holds (its results, model, checkpoint and "

@@ -123,6 +123,31 @@ def test_wandb_logger_writes_an_offline_run(tracked_run):
     assert last_row[-1] == pytest.approx(result["accuracy_matrix"][-1][4], abs=1e-6)
 
 
+def test_mlflow_logger_records_a_run_in_a_local_store(tmp_path):
+    """Read back with MLflow's own client: the run's parameters, its metric history, its end."""
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed (uv sync --extra mlflow)")
+    from mlflow.tracking import MlflowClient
+
+    from collapsebench.cli import main
+
+    run_dir = tmp_path / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        code = main(["run", "--logger", "mlflow", "--epochs", "1", "--probe-size", "100", "--evaluators", "weights",
+                     "--lr", "0.02", "--out", str(run_dir)])
+    assert code == 0
+    result = json.loads((run_dir / "results.json").read_text())
+    client = MlflowClient(tracking_uri=(run_dir / "mlruns").resolve().as_uri())
+    run = client.get_run((run_dir / "mlflow-run-id.txt").read_text().strip())
+    assert run.info.status == "FINISHED"
+    assert run.data.params["lr"] == "0.02" and run.data.params["strategy"] == "naive"
+    history = client.get_metric_history(run.info.run_id, "Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp004")
+    assert history[-1].value == pytest.approx(result["accuracy_matrix"][-1][4], abs=1e-6)
+    assert len(history) == 5  # one evaluation after each experience
+    assert "erank/weight/fc1" in run.data.metrics
+    assert not list(run_dir.rglob("events.out.tfevents.*"))
+
+
 def test_an_unknown_logger_fails_before_training(cli, tmp_path):
     code, out, err = cli("run", "--logger", "tensorboard,nosuch", "--out", tmp_path / "run")
     assert code == 2
@@ -133,5 +158,5 @@ def test_an_unknown_logger_fails_before_training(cli, tmp_path):
 def test_loggers_are_listed(cli):
     code, out, _ = cli("list", "loggers")
     assert code == 0
-    for name in ("tensorboard", "csv", "wandb"):
+    for name in ("tensorboard", "csv", "wandb", "mlflow"):
         assert name in out

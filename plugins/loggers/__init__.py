@@ -1,7 +1,7 @@
-"""Built-in experiment trackers: TensorBoard (the default), CSV files and Weights & Biases.
+"""Built-in experiment trackers: TensorBoard (the default), CSV files, Weights & Biases and MLflow.
 
 Each is an Avalanche logger handed to the run through ``collapsebench_loggers``; a run picks
-them with ``--logger tensorboard,csv,wandb`` (config key ``loggers``). Avalanche and the
+them with ``--logger tensorboard,csv,wandb,mlflow`` (config key ``loggers``). Avalanche and the
 tracker's own package are imported only when a run builds the logger, so listing them stays
 instant and a tracker that is not installed fails only the run that asks for it.
 """
@@ -100,10 +100,21 @@ def _wandb_run_id(context: LoggerContext) -> str:
     return run_id
 
 
+def _mlflow(context: LoggerContext):
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        raise CollapsebenchError("The mlflow logger needs MLflow: uv sync --extra mlflow (or pip install mlflow-skinny).")
+    from .mlflow_store import make_logger
+
+    return make_logger(context.run_dir, context.config.to_dict(), run_label(context), context.resume)
+
+
 @hookimpl
 def collapsebench_loggers():
     return [
         Logger("tensorboard", "TensorBoard event files in the run directory (the default)", _tensorboard),
         Logger("csv", "Avalanche's CSVLogger: csv/training_results.csv and csv/eval_results.csv", _csv),
         Logger("wandb", "Weights & Biases through Avalanche's WandBLogger (WANDB_MODE=offline works)", _wandb),
+        Logger("mlflow", "an MLflow run: $MLFLOW_TRACKING_URI, else a file store in the run directory", _mlflow),
     ]
