@@ -25,9 +25,18 @@ CHECKPOINT_FILE = "checkpoint.pkl"
 CONFIG_FILE = "config.json"
 #: Strategy attributes that are rebuilt rather than saved: the evaluator; the optimizer (dill
 #: cannot pickle torch 2.13's optimizer objects, so its state_dict is saved instead); and
-#: per-experience data (loaders, gathered tensors) that would only bloat the file.
+#: Avalanche's per-experience data (loaders, minibatches) that would only bloat the file.
 TRANSIENT = ("evaluator", "optimizer", "dataloader", "adapted_dataset", "experience", "current_eval_stream", "mbatch",
-             "mb_output", "_collapsebench_gathered", "_collapsebench_gathered_bytes")
+             "mb_output")
+#: A class attribute by which a template mixin names caches of its own to leave out as well,
+#: so that this module need not know them.
+TRANSIENT_ATTRIBUTE = "collapsebench_transient"
+
+
+def transient(strategy) -> list[str]:
+    """The attributes of ``strategy`` that a checkpoint leaves out."""
+    names = (*TRANSIENT, *getattr(strategy, TRANSIENT_ATTRIBUTE, ()))
+    return [name for name in dict.fromkeys(names) if hasattr(strategy, name)]
 _PROGRESS = "_collapsebench_progress"
 
 
@@ -40,7 +49,7 @@ def save(strategy, run_dir: Path, progress: dict[str, Any]) -> None:
     setattr(strategy, _PROGRESS, {**progress, "optimizer_state": strategy.optimizer.state_dict()})
     tmp = Path(run_dir) / f".{CHECKPOINT_FILE}.tmp"
     try:
-        save_checkpoint(strategy, tmp, exclude=[a for a in TRANSIENT if hasattr(strategy, a)])
+        save_checkpoint(strategy, tmp, exclude=transient(strategy))
         signing.install(tmp, Path(run_dir) / CHECKPOINT_FILE)
     finally:
         strategy.plugins = plugins

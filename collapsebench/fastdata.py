@@ -198,6 +198,8 @@ class TensorBatchesMixin:
     #: The bound on gathered test tensors kept; a run whose protocol tests each experience once
     #: sets it to 0 (only the latest is kept).
     collapsebench_cache_bytes = CACHE_BYTES
+    #: The gathered tensors are rebuilt from the stream on resume: checkpoints leave them out.
+    collapsebench_transient = ("_collapsebench_gathered", "_collapsebench_gathered_bytes")
 
     def _gathered(self, key_dataset, dataset):
         cache = self.__dict__.setdefault("_collapsebench_gathered", OrderedDict())

@@ -212,13 +212,126 @@ class Stream(_Provided):
         return self.scenarios[0]
 
 
+class MissingData(Exception):
+    """The runs lack what a figure needs; the message says what to run to get it."""
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure of the report: its file stem, heading, the sentence printed under it, and how to draw it.
+
+    ``draw(runs)`` takes the report's runs (``collapsebench.report.runs.Run``) and returns a
+    matplotlib ``Figure``, or raises :class:`MissingData` when no run has what it plots.
+    """
+
+    name: str
+    title: str
+    caption: str
+    draw: Callable[[Sequence[Any]], Any]
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
+            raise ValueError(f"figure name {self.name!r} must be lower case letters, digits, '-' or '_'")
+        if not self.title or not self.caption:
+            raise ValueError(f"figure {self.name!r} needs a title and a caption")
+        if not callable(self.draw):
+            raise ValueError(f"figure {self.name!r}: draw must be callable")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric an evaluator records, as ``<name>/<kind>/<layer>`` (``kind`` in ``kinds``).
+
+    ``category`` groups its charts in TensorBoard's layout (None: ``collapse: <kind>``).
+    """
+
+    name: str
+    kinds: tuple[str, ...]
+    category: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name or "") or not self.kinds:
+            raise ValueError(f"metric {self.name!r} needs a snake_case name and at least one kind")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A run-level value an evaluator adds to ``results.json``'s summary.
+
+    ``higher_is_better`` makes it rankable on a leaderboard (None: reported, never ranked, such
+    as a per-experience list). ``bounds`` are the values it cannot leave; seed intervals are
+    truncated to them. ``recompute(run)`` gives the value again from what a submission stores
+    of a run (``summary``, ``collapse`` series, ``taps``, ``accuracy_matrix``,
+    ``resolved_options``) and raises ValueError saying why when it cannot; validation refuses
+    a stored value that disagrees. ``agrees(stored, recomputed, run)`` replaces the default
+    comparison (equal within 1e-9). ``rank_name`` is what a track's ``rank`` calls it, when
+    not its own name; ``nullable``: null is a valid value (a ratio undefined for a seed).
+    """
+
+    name: str
+    description: str
+    higher_is_better: bool | None = None
+    bounds: tuple[float, float] | None = None
+    recompute: Callable[[Mapping[str, Any]], Any] | None = None
+    agrees: Callable[[Any, Any, Mapping[str, Any]], bool] | None = None
+    rank_name: str | None = None
+    nullable: bool = False
+    #: A short column header for tables ("capacity retention"); None: the name with spaces.
+    label: str | None = None
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name or ""):
+            raise ValueError(f"summary {self.name!r} must be snake_case")
+        if not self.description or "\n" in self.description:
+            raise ValueError(f"summary {self.name!r} needs a one-line description")
+        if self.higher_is_better not in (True, False, None):
+            raise ValueError(f"summary {self.name!r}: higher_is_better must be true, false or None")
+        if self.bounds is not None:
+            bounds = tuple(self.bounds)
+            if len(bounds) != 2 or not all(isinstance(b, (int, float)) for b in bounds) or bounds[0] > bounds[1]:
+                raise ValueError(f"summary {self.name!r}: bounds must be (low, high) with low <= high")
+            object.__setattr__(self, "bounds", (float(bounds[0]), float(bounds[1])))
+        for attr in ("recompute", "agrees"):
+            if getattr(self, attr) is not None and not callable(getattr(self, attr)):
+                raise ValueError(f"summary {self.name!r}: {attr} must be callable")
+
+    @property
+    def ranked_as(self) -> str:
+        return self.rank_name or self.name
+
+    @property
+    def header(self) -> str:
+        return self.label or self.ranked_as.replace("_", " ")
+
+
 @dataclass(frozen=True)
 class Evaluator(_Provided):
     """A named measurement.
 
     ``factory(context: EvaluatorContext, **options)`` returns a list of Avalanche metrics
     (``PluginMetric``) that emit values named ``<metric>/<kind>/<layer>``.
+
+    It declares what it produces, so that the report, TensorBoard's layout, leaderboard
+    validation and ranking handle it without host changes: ``metrics`` (names and kinds),
+    ``summaries`` (:class:`Summary`: direction, bounds, how to recompute) and ``figures``
+    (:class:`FigureSpec`, drawn on the report page and in TensorBoard).
     """
+
+    metrics: tuple[Metric, ...] = ()
+    summaries: tuple[Summary, ...] = ()
+    figures: tuple[FigureSpec, ...] = ()
+
+    def __post_init__(self):
+        super().__post_init__()
+        for attr, kind in (("metrics", Metric), ("summaries", Summary), ("figures", FigureSpec)):
+            items = tuple(getattr(self, attr))
+            if not all(isinstance(item, kind) for item in items):
+                raise ValueError(f"Evaluator {self.name!r}: {attr} must be collapsebench.{kind.__name__} records")
+            names = [item.name for item in items]
+            if len(names) != len(set(names)):
+                raise ValueError(f"Evaluator {self.name!r} declares one of its {attr} twice")
+            object.__setattr__(self, attr, items)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ an untruncated one as ``mean ± half-width``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 # Two-sided 95% quantiles of Student's t, t_{0.975, df} for df = 1..30 (standard tables).
@@ -31,16 +31,31 @@ _Z975 = 1.959963984540054
 
 #: The interval of every table and figure, in the words their headers and captions use.
 METHOD = "95% t-interval"
-#: Summary metrics whose values cannot leave these bounds; their intervals are truncated to them.
-BOUNDS: dict[str, tuple[float, float]] = {
-    "average_accuracy": (0.0, 1.0),
-    "capacity_retention": (0.0, 1.0),
-    "dead_units": (0.0, 1.0),
-    "dormant_units": (0.0, 1.0),
-    "bwt": (-1.0, 1.0),
-    "new_task_accuracy": (0.0, 1.0),
-    "forgetting": (-1.0, 1.0),
-}
+class _DeclaredBounds(Mapping):
+    """Summary metrics whose values cannot leave these bounds; their intervals are truncated to them.
+
+    Read from the declarations (collapsebench.declarations): the host's accuracy summaries and
+    every loaded evaluator's, so a third-party summary is bounded without a change here.
+    """
+
+    def _table(self) -> dict[str, tuple[float, float]]:
+        from collapsebench.declarations import catalog
+
+        found = catalog()
+        bounded = {**found.summaries, **found.ranked()}
+        return {name: s.bounds for name, s in bounded.items() if s.bounds is not None}
+
+    def __getitem__(self, key):
+        return self._table()[key]
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self):
+        return len(self._table())
+
+
+BOUNDS: Mapping[str, tuple[float, float]] = _DeclaredBounds()
 
 
 def t_quantile_975(df: int) -> float:

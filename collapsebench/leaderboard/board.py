@@ -47,9 +47,12 @@ class Excluded:
 
 def installed_tracks(plugins=()) -> dict[str, Any]:
     from collapsebench.manager import build_manager
+    from collapsebench.registry import Registry
     from collapsebench.tracks import load_tracks
 
-    return load_tracks(build_manager(list(plugins)))
+    manager = build_manager(list(plugins))
+    Registry(manager)  # the boards rank and check what these plugins' evaluators declare
+    return load_tracks(manager)
 
 
 def board_rank(track, submissions: list[dict[str, Any]]) -> tuple[str, ...]:

@@ -10,8 +10,9 @@ import argparse
 import os
 import sys
 
-SORT_CHOICES = ("rank", "average_accuracy", "forgetting", "capacity_retention", "dead_units", "plasticity")
-FORMATS = ("table", "markdown", "json", "html")
+#: --sort takes "rank" or a ranked metric: those the loaded evaluators declare, so checked when the plugins load.
+SORT_DEFAULT = "rank"
+FORMATS = ("table", "markdown", "json", "html", "csv")
 
 
 def add_commands(subparsers, add_plugin_flag) -> dict:
@@ -34,7 +35,8 @@ def add_commands(subparsers, add_plugin_flag) -> dict:
     add_plugin_flag(board)
     board.add_argument("--track", help="only this track")
     board.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
-    board.add_argument("--sort", choices=SORT_CHOICES, default="rank", help="order rows by this metric's mean (default rank)")
+    board.add_argument("--sort", default=SORT_DEFAULT, metavar="METRIC",
+                       help="order rows by this ranked metric's mean, e.g. average_accuracy (default rank)")
     board.add_argument("--write", action="store_true", help="also regenerate leaderboard/README.md and leaderboard/index.html")
     board.add_argument("--verified-only", action="store_true",
                        help="only submissions that `collapsebench verify` re-ran and recorded (ranked among themselves)")
@@ -84,6 +86,14 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def _check_sort(metric: str) -> None:
+    from collapsebench.errors import unknown_name_error
+    from collapsebench.leaderboard.ranking import METRICS
+
+    if metric != SORT_DEFAULT and metric not in METRICS:
+        raise unknown_name_error("metric", metric, [SORT_DEFAULT, *METRICS], hint="--sort takes one of them.")
+
+
 def cmd_leaderboard(args) -> int:
     if args.leaderboard_action == "validate":
         return _validate_files(args)
@@ -95,8 +105,13 @@ def cmd_leaderboard(args) -> int:
     if args.write and args.verified_only:
         raise CollapsebenchError("--write regenerates the committed pages, which show every submission; drop "
                                  "--verified-only (unverified entries are marked there).")
+    _check_sort(args.sort)
     boards, excluded = load_boards(args.board, args.track, tracks, verified_only=args.verified_only)
-    print(RENDERERS[args.format](boards, excluded, args.sort), end="")
+    if args.format == "csv":
+        from collapsebench.export import board_csv as render  # one tidy row per submission and metric
+    else:
+        render = RENDERERS[args.format]
+    print(render(boards, excluded, args.sort), end="")
     if args.write:
         every_board, every_excluded = (boards, excluded) if args.track is None else load_boards(args.board, None, tracks)
         for path in write_pages(args.board, every_board, every_excluded):

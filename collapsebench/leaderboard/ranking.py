@@ -8,29 +8,41 @@ retention. :func:`ranking_rule` says the rule in words for the board's pages, an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from collapsebench.stats import Interval, interval, metric_interval, t_quantile_975  # noqa: F401 (re-exported)
 
+class _Declared(Mapping):
+    """A live view of the declared summaries (collapsebench.declarations): the host's accuracy
+    summaries and those of every loaded evaluator, so a third-party one ranks with no host change."""
+
+    def __init__(self, view):
+        self._view = view
+
+    def _table(self) -> dict:
+        from collapsebench.declarations import catalog
+
+        return self._view(catalog())
+
+    def __getitem__(self, key):
+        return self._table()[key]
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self):
+        return len(self._table())
+
+
 #: metric -> True when higher is better
-METRICS = {
-    "average_accuracy": True,
-    "forgetting": False,
-    "capacity_retention": True,
-    "dead_units": False,
-    "plasticity": True,
-    "new_task_accuracy": True,
-    "plasticity_retention": True,
-    "online_plasticity_retention": True,
-    "plasticity_retention_relative": True,
-}
+METRICS: Mapping[str, bool] = _Declared(lambda c: {n: s.higher_is_better for n, s in c.ranked().items()})
 #: What a board ranks on when its track declares nothing (``rank`` in the track file).
 DEFAULT_RANK = ("average_accuracy", "capacity_retention")
 FRONT_METRICS = DEFAULT_RANK  # the name older code imports
 #: Where a metric's per-seed value is in a run's summary, when not under its own name.
-SUMMARY_KEYS = {"plasticity": "plasticity_mean"}
+SUMMARY_KEYS: Mapping[str, str] = _Declared(lambda c: {n: s.name for n, s in c.ranked().items() if n != s.name})
 
 
 def ranking_rule(rank: Sequence[str] = DEFAULT_RANK) -> str:
@@ -51,7 +63,11 @@ def ranking_rule(rank: Sequence[str] = DEFAULT_RANK) -> str:
     )
 
 
-RANKING_RULE = ranking_rule()
+def __getattr__(name: str):
+    # The rule reads the declared directions, so it is worded when first used, not at import.
+    if name == "RANKING_RULE":
+        return ranking_rule()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: How the board shows entries the seeds cannot tell apart, for its pages.

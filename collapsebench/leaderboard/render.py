@@ -30,17 +30,11 @@ from collapsebench.leaderboard.ranking import (
 from collapsebench.stats import format_interval
 from collapsebench.stats import label as interval_label
 
-METRIC_LABELS = {
-    "average_accuracy": "accuracy",
-    "forgetting": "forgetting",
-    "capacity_retention": "capacity retention",
-    "dead_units": "dead units",
-    "plasticity": "plasticity",
-    "new_task_accuracy": "new-task accuracy",
-    "plasticity_retention": "plasticity retention",
-    "online_plasticity_retention": "online plasticity retention",
-    "plasticity_retention_relative": "plasticity retention (relative)",
-}
+def metric_label(metric: str) -> str:
+    """A ranked metric's column header, as its declaration gives it (collapsebench.declarations)."""
+    from collapsebench.declarations import catalog
+
+    return catalog().header(metric)
 
 
 def _metrics_shown(board: Board) -> list[str]:
@@ -69,7 +63,7 @@ def values_line(board: Board) -> str:
 
 def _rows(board: Board, sort: str) -> tuple[list[str], list[list[str]]]:
     metrics = _metrics_shown(board)
-    headers = ["rank", "front", "submission", "strategy", "seeds", "verified", *(METRIC_LABELS[m] for m in metrics)]
+    headers = ["rank", "front", "submission", "strategy", "seeds", "verified", *(metric_label(m) for m in metrics)]
     rows = []
     for entry in sort_entries(board.entries, sort):
         submission = entry.submission
@@ -217,7 +211,7 @@ def scatter_svg(board: Board, width: int = 760, height: int = 460) -> str:
     if len(board.rank) < 2:
         return ""
     y_metric, x_metric = board.rank[0], board.rank[1]
-    y_name, x_name = METRIC_LABELS.get(y_metric, y_metric), METRIC_LABELS.get(x_metric, x_metric)
+    y_name, x_name = metric_label(y_metric), metric_label(x_metric)
     points = [e for e in board.entries if y_metric in e.estimates and x_metric in e.estimates]
     if not points:
         return f"<p>No submission on this board measured {html.escape(x_name)}, so there is nothing to plot.</p>"

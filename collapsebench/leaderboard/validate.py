@@ -18,13 +18,24 @@ from collapsebench.leaderboard.schema import field_name, schema_errors
 
 #: Recomputing a summary from the stored matrix repeats the same float operations.
 SUMMARY_TOLERANCE = 1e-9
-#: Summary values the board ranks on; when one run reports one, every run must.
-RANKED_SUMMARY_KEYS = (
-    "average_accuracy", "forgetting", "capacity_retention", "dead_units", "plasticity_mean",
-    "plasticity_retention", "online_plasticity_retention", "plasticity_retention_relative",
-)
-#: Ratios that are null, not missing, where the first tenth of the tasks averages 0.
-NULLABLE_SUMMARY_KEYS = ("plasticity_retention", "online_plasticity_retention", "plasticity_retention_relative")
+
+
+def ranked_summary_keys() -> set[str]:
+    """Summary values a board may rank on (declared with a direction); when one run reports one, every run must."""
+    from collapsebench.declarations import catalog
+
+    return {s.name for s in catalog().ranked().values() if s.name not in UNRANKED_PER_RUN}
+
+
+def nullable_summary_keys() -> set[str]:
+    """Ratios that are null, not missing, for a seed where they are undefined."""
+    from collapsebench.declarations import catalog
+
+    return {s.name for s in catalog().summaries.values() if s.nullable}
+
+
+#: Ranked on the board, but a per-task series that a protocol measuring no diagonal lacks.
+UNRANKED_PER_RUN = ("new_task_accuracy",)
 #: Summaries recomputed from the accuracy matrix (and online accuracies).
 ACCURACY_SUMMARY_KEYS = ("average_accuracy", "forgetting", "bwt", "new_task_accuracy", "plasticity_retention",
                          "online_plasticity_retention")
@@ -126,7 +137,13 @@ def _consistency(submission: dict[str, Any]) -> list[str]:
         problems.append(f"runs: seeds {seeds} repeat a seed")
     if sorted(seeds) != sorted(track["seeds"]):
         problems.append(f"runs: seeds {sorted(seeds)} are not the track's seeds {sorted(track['seeds'])}")
-    reported = {key for run in submission["runs"] for key in run["summary"] if key in RANKED_SUMMARY_KEYS}
+    ranked, nullable = ranked_summary_keys(), nullable_summary_keys()
+    reported = {key for run in submission["runs"] for key in run["summary"] if key in ranked}
+    declared_rank = track.get("rank")
+    if declared_rank is not None:
+        from collapsebench.leaderboard.ranking import check_rank
+
+        problems += check_rank(declared_rank)
     for index, run in enumerate(submission["runs"]):
         where = f"runs[{index}]"
         config = run["config"]
@@ -148,7 +165,7 @@ def _consistency(submission: dict[str, Any]) -> list[str]:
         problems += _matrix_and_summary(run, where)
         for key in sorted(reported):
             value = run["summary"].get(key)
-            if value is None and key in NULLABLE_SUMMARY_KEYS and key in run["summary"]:
+            if value is None and key in nullable and key in run["summary"]:
                 continue  # recomputed as null above: the ratio is undefined for this seed
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 problems.append(f"{where}.summary.{key}: missing or not a number ({value!r}) while other runs report it")
@@ -258,51 +275,40 @@ def _accuracy_summaries(run: dict[str, Any], where: str) -> list[str]:
     return problems
 
 
-def _final_and_peak(run: dict[str, Any], metric: str) -> tuple[dict[str, float], dict[str, float]] | None:
-    """Per tapped layer, the last value of ``<metric>/activation/<layer>`` and its maximum; None if unrecorded."""
-    final, peak = {}, {}
-    for tap in run["taps"]:
-        series = run["collapse"].get(f"{metric}/activation/{tap['name']}")
-        if not series or series[-1] is None:
-            return None
-        final[tap["name"]] = series[-1]
-        peak[tap["name"]] = max(v for v in series if v is not None)
-    return final, peak
-
-
-def _measured_between_experiences(run: dict[str, Any]) -> bool:
-    """Whether an evaluator also measured every N iterations (those values are not in the file)."""
-    options = run["resolved_options"].get("evaluator", {})
-    return any(isinstance(o, dict) and o.get("every_n_iterations") for o in options.values())
-
-
 def _collapse_summaries(run: dict[str, Any], where: str) -> list[str]:
-    """``capacity_retention`` and ``dead_units`` recomputed from the collapse series they summarize."""
+    """Every summary an evaluator declared with a ``recompute``, checked against the stored series.
+
+    A value outside the summary's declared bounds, one the stored series cannot give, and one
+    that disagrees with them are each refused; which evaluator declared what is the catalog's
+    (collapsebench.declarations), so a third-party evaluator's summaries are checked the same way.
+    """
+    from collapsebench.declarations import catalog
+
     problems = []
-    summary = run["summary"]
-    recorded = _final_and_peak(run, "erank")
-    if isinstance(summary.get("capacity_retention"), (int, float)):
-        if recorded is None:
-            problems.append(f"{where}.summary.capacity_retention: reported, but collapse has no erank/activation series for every tap")
-        else:
-            final, peak = recorded
-            ratios = [final[k] / max(peak[k], final[k]) for k in final if max(peak[k], final[k]) > 0]
-            expected = sum(ratios) / len(ratios) if ratios else None
-            stored = summary["capacity_retention"]
-            # A peak measured between experiences can only be higher, so the ratio only lower.
-            agrees = expected is not None and (
-                stored <= expected + SUMMARY_TOLERANCE if _measured_between_experiences(run)
-                else abs(stored - expected) <= SUMMARY_TOLERANCE
-            )
-            if not agrees:
-                problems.append(f"{where}.summary.capacity_retention: {stored!r} but the erank/activation series give {expected!r}")
-    if "plasticity" in summary or "plasticity_mean" in summary or "plasticity_retention_relative" in summary:
-        problems += _plasticity(run, where)
-    if isinstance(summary.get("dead_units"), (int, float)):
-        dead = _final_and_peak(run, "dead_units")
-        expected = sum(dead[0].values()) / len(dead[0]) if dead else None
-        if expected is None or abs(summary["dead_units"] - expected) > SUMMARY_TOLERANCE:
-            problems.append(f"{where}.summary.dead_units: {summary['dead_units']!r} but the dead_units/activation series give {expected!r}")
+    found = catalog()
+    for name, declared in found.summaries.items():
+        if name not in run["summary"] or name not in found.owners:
+            continue  # unreported, or the host's accuracy summaries (_accuracy_summaries checks those)
+        stored = run["summary"][name]
+        if declared.bounds is not None and isinstance(stored, (int, float)) and not isinstance(stored, bool):
+            low, high = declared.bounds
+            if not low <= stored <= high:
+                problems.append(f"{where}.summary.{name}: {stored!r} is outside its bounds [{low:g}, {high:g}]")
+                continue
+        if declared.recompute is None:
+            continue
+        try:
+            expected = declared.recompute(run)
+        except (ValueError, KeyError, TypeError, IndexError, ZeroDivisionError) as exc:
+            reason = str(exc) if isinstance(exc, ValueError) else f"the stored series are malformed ({type(exc).__name__})"
+            problems.append(f"{where}.summary.{name}: reported, but {reason}")
+            continue
+        if stored is None and declared.nullable and expected is None:
+            continue
+        agrees = declared.agrees(stored, expected, run) if declared.agrees else _agrees(stored, expected)
+        if not agrees:
+            problems.append(f"{where}.summary.{name}: {stored!r} but recomputing it from the stored series "
+                            f"({found.owners[name]} evaluator) gives {expected!r}")
     return problems
 
 
@@ -329,36 +335,3 @@ def _protocol(submission: dict[str, Any], track) -> list[str]:
             f"track.seeds: {sorted(submission['track']['seeds'])} but the track file runs seeds {sorted(track.seeds)}"
         )
     return problems
-
-
-def _plasticity(run: dict[str, Any], where: str) -> list[str]:
-    """``plasticity`` (R[j][j] / fresh accuracy on j) and its mean, from the matrix and the fresh accuracies."""
-    summary, matrix = run["summary"], run["accuracy_matrix"]
-    fresh = summary.get("fresh_accuracy")
-    if not isinstance(fresh, list) or len(fresh) != len(matrix):
-        return [f"{where}.summary.fresh_accuracy: plasticity needs one fresh-model accuracy per experience"]
-    recorded = run["collapse"].get("fresh_accuracy/model/all")
-    if recorded is not None and recorded != fresh:
-        return [f"{where}.summary.fresh_accuracy: {fresh} differs from collapse.fresh_accuracy/model/all {recorded}"]
-    expected = [matrix[j][j] / fresh[j] if fresh[j] > 0 else None for j in range(len(matrix))]
-    stored = summary.get("plasticity")
-    if (not isinstance(stored, list) or len(stored) != len(expected)
-            or any((a is None) != (b is None) or (a is not None and abs(a - b) > SUMMARY_TOLERANCE)
-                   for a, b in zip(stored, expected))):
-        return [f"{where}.summary.plasticity: {stored!r} but the matrix and fresh accuracies give {expected!r}"]
-    finite = [value for value in expected if value is not None]
-    mean = summary.get("plasticity_mean")
-    if not finite or not isinstance(mean, (int, float)) or abs(mean - sum(finite) / len(finite)) > SUMMARY_TOLERANCE:
-        return [f"{where}.summary.plasticity_mean: {mean!r} but the plasticity values give "
-                f"{sum(finite) / len(finite) if finite else None!r}"]
-    if "plasticity_retention_relative" in summary:
-        from collapsebench.metrics.accuracy import retention
-
-        if len(finite) != len(expected):
-            return [f"{where}.summary.plasticity_retention_relative: reported, but plasticity is undefined "
-                    "on some experience (a fresh network scored 0 there)"]
-        relative = retention(expected)
-        if not _agrees(summary["plasticity_retention_relative"], relative):
-            return [f"{where}.summary.plasticity_retention_relative: {summary['plasticity_retention_relative']!r} "
-                    f"but the plasticity values give {relative!r}"]
-    return []

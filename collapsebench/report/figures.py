@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
+# Records a collapsebench plugin uses too: an evaluator declares its figures with them.
+from collapsebench.records import FigureSpec, MissingData  # noqa: F401 (re-exported)
 from collapsebench.report.runs import (
     Run,
     cka_records,
@@ -41,19 +42,6 @@ ANNOTATE_UP_TO = 10
 MAX_POINTS = 50
 DENSITY_FLOOR = 1e-7  # log-scale plots of a smoothed density need a floor where it is 0
 
-
-class MissingData(Exception):
-    """The runs lack what a figure needs; the message says what to run to get it."""
-
-
-@dataclass(frozen=True)
-class FigureSpec:
-    """A figure of the report: its file stem, heading, the sentence printed under it, and how to draw it."""
-
-    name: str
-    title: str
-    caption: str
-    draw: Callable[[Sequence[Run]], Figure]
 
 
 def _colors(runs: Sequence[Run]) -> dict[str, str]:
@@ -539,3 +527,11 @@ FIGURES: tuple[FigureSpec, ...] = (
         dead_and_dormant_units,
     ),
 )
+
+
+def all_figures() -> tuple[FigureSpec, ...]:
+    """The report's own figures, then those the loaded evaluators declare (collapsebench.declarations)."""
+    from collapsebench.declarations import catalog
+
+    own = {spec.name for spec in FIGURES}
+    return FIGURES + tuple(spec for name, spec in catalog().figures.items() if name not in own)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collapsebench.report.figures import FIGURES, FigureSpec, MissingData
+from collapsebench.report.figures import FigureSpec, MissingData, all_figures
 from collapsebench.report.runs import Run, group_runs
 from collapsebench.results import atomic_write_bytes
 
@@ -38,9 +38,9 @@ def figure_png(figure, dpi: int = DPI) -> bytes:
     return buffer.getvalue()
 
 
-def render_figures(runs: Sequence[Run], specs: Sequence[FigureSpec] = FIGURES) -> list[RenderedFigure]:
+def render_figures(runs: Sequence[Run], specs: Sequence[FigureSpec] | None = None) -> list[RenderedFigure]:
     rendered = []
-    for spec in specs:
+    for spec in all_figures() if specs is None else specs:
         try:
             rendered.append(RenderedFigure(spec, png=figure_png(spec.draw(runs))))
         except MissingData as why:

@@ -33,12 +33,6 @@ AVALANCHE_CHARTS = {
     "test accuracy on the stream": r"^Top1_Acc_Stream/",
     "training loss per epoch": r"^Loss_Epoch/",
 }
-#: SPEC.md's metric names, to order the charts; names from other evaluators follow in record order.
-METRIC_ORDER = (
-    "erank", "erank_peak_normalized", "stable_rank", "srank", "approx_rank", "feature_rank",
-    "weight_magnitude", "feature_norm", "dead_units", "dormant_units", "cka",
-    "hessian_top_eigenvalues", "hessian_trace", "hessian_erank", "hessian_near_zero_mass",
-)
 
 
 def custom_scalars_layout(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, list]]:
@@ -48,23 +42,24 @@ def custom_scalars_layout(records: Iterable[dict[str, Any]]) -> dict[str, dict[s
     ``start`` and ``iteration`` phases as well, so a layer or phase first recorded later still
     lands in its chart.
     """
+    from collapsebench.declarations import catalog
+
+    declared = catalog().metrics
     pairs = list(dict.fromkeys((r["name"], r["kind"]) for r in records if r.get("value") is not None))
-    order = {name: k for k, name in enumerate(METRIC_ORDER)}
+    # The loaded evaluators' declared order; undeclared metrics follow in record order.
+    order = {name: k for k, name in enumerate(declared)}
     pairs.sort(key=lambda pair: order.get(pair[0], len(order)))
     layout: dict[str, dict[str, list]] = {"accuracy": {title: ["Multiline", [regex]] for title, regex in AVALANCHE_CHARTS.items()}}
     for name, kind in pairs:
         regex = rf"^{re.escape(name)}/{re.escape(kind)}(_start|_iteration)?/[^/]+$"
-        category = _category(name, kind)
+        category = _category(declared.get(name), kind)
         layout.setdefault(category, {})[f"{name} ({kind}), every layer"] = ["Multiline", [regex]]
     return layout
 
 
-def _category(name: str, kind: str) -> str:
-    if name.startswith("hessian_"):
-        return "Hessian spectrum"
-    if name == "cka":
-        return "representation similarity (CKA)"
-    return f"collapse: {kind}"
+def _category(metric, kind: str) -> str:
+    """The metric's declared category (collapsebench.records.Metric), else its kind's."""
+    return metric.category if metric is not None and metric.category else f"collapse: {kind}"
 
 
 def write_layout(writer, records: Iterable[dict[str, Any]]) -> None:
@@ -98,12 +93,12 @@ def log_figures(writer, result: dict[str, Any], step: int, run_dir: str | Path =
 
     Returns the names of the figures logged; figures without data are left out silently.
     """
-    from collapsebench.report.figures import FIGURES, MissingData
+    from collapsebench.report.figures import MissingData, all_figures
     from collapsebench.report.runs import Run
 
     run = Run(Path(run_dir), result, label=str((result.get("config") or {}).get("strategy", "run")))
     logged = []
-    for spec in FIGURES:
+    for spec in all_figures():
         try:
             figure = spec.draw([run])
         except MissingData:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collapsebench import CollapsebenchError, Evaluator, Option, hookimpl
 
+from . import declarations as produces
+
 CADENCE = Option(
     "every_n_iterations", 0, "also measure every N training iterations (0: only after each experience)"
 )
@@ -76,6 +78,7 @@ def collapsebench_evaluators():
             "approx_rank, weight_magnitude",
             _weights,
             options=(CADENCE, HISTOGRAMS),
+            metrics=produces.WEIGHTS,
         ),
         Evaluator(
             "activations",
@@ -84,6 +87,7 @@ def collapsebench_evaluators():
             "correlation",
             _activations,
             options=(CADENCE, HISTOGRAMS),
+            metrics=produces.ACTIVATIONS, summaries=produces.ACTIVATION_SUMMARIES,
         ),
         Evaluator(
             "erank",
@@ -91,6 +95,7 @@ def collapsebench_evaluators():
             "weights and activations)",
             _erank,
             options=(CADENCE, HISTOGRAMS),
+            metrics=produces.ERANK,
         ),
         Evaluator(
             "hessian",
@@ -110,16 +115,19 @@ def collapsebench_evaluators():
                 Option("figures", True, "log the whole model's smoothed density to TensorBoard as an image"),
                 CADENCE,
             ),
+            metrics=produces.HESSIAN,
         ),
         Evaluator(
             "cka",
             "Layer-wise linear CKA between each experience's representation right after it was learned and later",
             _cka,
             options=(CADENCE,),
+            metrics=produces.CKA,
         ),
         Evaluator(
             "plasticity",
             "R[j][j] over the accuracy of a fresh model trained on experience j alone (costs a second training)",
             _plasticity,
+            metrics=produces.PLASTICITY, summaries=produces.PLASTICITY_SUMMARIES,
         ),
     ]
