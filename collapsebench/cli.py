@@ -18,7 +18,7 @@ KIND_CHOICES = ("architectures", "strategies", "streams", "evaluators", "loggers
 #: Modules that add subcommands: each has ``add_commands(subparsers, add_plugin_flag) -> {name: handler}``.
 #: They must import only the standard library at module level, so that --help stays instant.
 COMMAND_MODULES: list[str] = ["collapsebench.report.cli", "collapsebench.leaderboard.cli", "collapsebench.sweep.cli",
-                             "collapsebench.studies.cli"]
+                             "collapsebench.export", "collapsebench.studies.cli"]
 
 
 def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
