@@ -29,6 +29,7 @@ def test_built_wheel_holds_plugins_tracks_and_entry_points(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "collapsebench_plugins/strategies/__init__.py" in names
     assert "collapsebench_tracks/split-digits-mlp.toml" in names
+    assert "collapsebench_plugins/studies/zhu-jin-forgetting-collapse.toml" in names  # the built-in studies
     assert "collapsebench/leaderboard/__init__.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
