@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from collapsebench.config import RUN_FLAGS, add_run_flags  # the run flags, from RunConfig's fields
 from collapsebench.errors import EXIT_SIGINT, EXIT_USER_ERROR, CollapsebenchError, Terminated, describe_os_error
 
 KIND_CHOICES = ("architectures", "strategies", "streams", "evaluators", "loggers", "tracks")
@@ -93,33 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trust-checkpoint", action="store_true",
                      help="with --resume: load a checkpoint this installation did not sign (a checkpoint is a "
                           "pickle and can run code: only for one whose origin you trust)")
-    run.add_argument("--stream", help="stream name (default split-digits)")
-    run.add_argument("--scenario", choices=("class", "task", "domain"), help="default: the stream's own")
-    run.add_argument("--model", help="architecture name (default mlp)")
-    run.add_argument("--strategy", help="strategy name, or several joined by + (default naive)")
-    run.add_argument("--evaluators", help="comma-separated evaluator names (default weights,activations)")
-    run.add_argument("--checkpoint-every", type=int, metavar="N",
-                     help="checkpoint after every N-th experience (default 1); a resume repeats at most N-1")
-    run.add_argument("--evaluation", metavar="PROTOCOL",
-                     help="test experiences measured after each one: full, seen, current or every:N "
-                          "(default: the stream's, else full)")
-    run.add_argument("--seed", type=int, help="random seed of the run")
-    run.add_argument("--epochs", type=int, help="passes over each experience (default 5)")
-    run.add_argument("--lr", type=float, help="learning rate (default 0.01)")
-    run.add_argument("--batch-size", type=int, help="training minibatch (default 16)")
-    run.add_argument("--optimizer", choices=("sgd", "adam"), help="optimizer")
-    run.add_argument("--momentum", type=float, help="SGD momentum")
-    run.add_argument("--weight-decay", type=float, help="L2 weight decay of the optimizer")
-    run.add_argument("--probe-size", type=int, help="held-out inputs for activation metrics (default 1000)")
-    run.add_argument("--device", help="cpu (default), cuda, cuda:N or mps")
-    run.add_argument("--threads", type=int, help="torch CPU threads (default 1; 0: torch's default)")
-    run.add_argument("--data-root", help="where datasets live (default $COLLAPSEBENCH_DATA_ROOT or ./data)")
-    run.add_argument("--download", action="store_const", const=True, help="allow downloading missing datasets")
-    run.add_argument("--tensorboard-figures", action="store_const", const=True,
-                     help="also draw the report's figures into TensorBoard after each experience (slower)")
-    run.add_argument("--logger", dest="loggers", metavar="NAMES",
-                     help="comma-separated experiment trackers: tensorboard, csv, wandb, mlflow (default tensorboard)")
-    run.add_argument("--out", help="run directory (default runs/<stream>-<model>-<strategy>-seed<seed>)")
+    add_run_flags(run)  # one per RunConfig field in config.RUN_FLAGS: type and default from the field
     run.add_argument("--overwrite", action="store_true",
                      help="replace the run an existing run directory holds (its results, model, checkpoint and "
                      "TensorBoard events); without it such a directory is refused")
@@ -226,13 +201,6 @@ def cmd_list(args) -> int:
     kinds = [args.kind] if args.kind else list(KIND_CHOICES)
     print(describe(manager, registry, kinds, args.pattern, details=args.details, as_json=args.json))
     return 0
-
-
-RUN_FLAGS = (
-    "stream", "scenario", "model", "strategy", "evaluators", "evaluation", "seed", "epochs", "lr", "batch_size",
-    "optimizer", "momentum", "weight_decay", "probe_size", "device", "threads", "data_root", "download", "out",
-    "tensorboard_figures", "checkpoint_every", "loggers",
-)
 
 
 def prepare_runs(args, file_layer=None):

@@ -96,6 +96,79 @@ class RunConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """How one RunConfig field is set on the command line (``collapsebench run --<name>``).
+
+    The value's type comes from the field's default; a bool is a switch that sets it true. The
+    help states no default: the CLI appends the field's own, so the two cannot disagree.
+    """
+
+    help: str
+    metavar: str | None = None
+    #: the flag when not the field's name with dashes (``--logger`` sets ``loggers``)
+    name: str | None = None
+
+    def flag(self, field: str) -> str:
+        return f"--{self.name or field.replace('_', '-')}"
+
+
+#: The run flags, in ``run --help`` order: field -> Flag. Fields left out are set in a TOML
+#: file or by their own flags (FILE_ONLY says why); tests/test_run_flags.py checks both lists.
+RUN_FLAGS: dict[str, Flag] = {
+    "stream": Flag("stream name"),
+    "scenario": Flag("default: the stream's own"),
+    "model": Flag("architecture name"),
+    "strategy": Flag("strategy name, or several joined by +"),
+    "evaluators": Flag("comma-separated evaluator names"),
+    "checkpoint_every": Flag("checkpoint after every N-th experience; a resume repeats at most N-1", metavar="N"),
+    "evaluation": Flag("test experiences measured after each one: full, seen, current or every:N "
+                       "(default: the stream's, else full)", metavar="PROTOCOL"),
+    "seed": Flag("random seed of the run"),
+    "epochs": Flag("passes over each experience"),
+    "lr": Flag("learning rate"),
+    "batch_size": Flag("training minibatch"),
+    "optimizer": Flag("optimizer"),
+    "momentum": Flag("SGD momentum"),
+    "weight_decay": Flag("L2 weight decay of the optimizer"),
+    "probe_size": Flag("held-out inputs for activation metrics"),
+    "device": Flag("cpu, cuda, cuda:N or mps"),
+    "threads": Flag("torch CPU threads (0: torch's own number)"),
+    "data_root": Flag("where datasets live (default $COLLAPSEBENCH_DATA_ROOT or ./data)"),
+    "download": Flag("allow downloading missing datasets"),
+    "tensorboard_figures": Flag("also draw the report's figures into TensorBoard after each experience (slower)"),
+    "loggers": Flag("comma-separated experiment trackers: tensorboard, csv, wandb, mlflow", metavar="NAMES",
+                    name="logger"),
+    "out": Flag("run directory (default runs/<stream>-<model>-<strategy>-seed<seed>)"),
+}
+#: RunConfig fields without a flag of the RUN_FLAGS kind, and why.
+FILE_ONLY = {
+    "track": "--track selects a protocol and its seeds, more than setting the field",
+    "plugins": "--plugin, shared with every command",
+    "eval_batch_size": "evaluation only; set it in a TOML file",
+    "checkpoint": "a run always checkpoints unless a TOML file turns it off",
+    "stream_options": "--stream-option KEY=VALUE",
+    "model_options": "--model-option KEY=VALUE",
+    "strategy_options": "--strategy-option [NAME.]KEY=VALUE",
+    "evaluator_options": "--evaluator-option [NAME.]KEY=VALUE",
+}
+
+
+def add_run_flags(parser) -> None:
+    """Add every RUN_FLAGS flag to an argparse parser; each parses to None when not given."""
+    defaults = RunConfig()
+    for field, spec in RUN_FLAGS.items():
+        default = getattr(defaults, field)
+        extra: dict[str, Any] = {"dest": field, "help": spec.help}
+        if isinstance(default, bool):
+            extra.update(action="store_const", const=True)
+        else:
+            kind = type(default) if isinstance(default, (int, float)) else str  # lists: comma-separated
+            choices = tuple(c for c in CHOICES.get(field, ()) if c is not None) or None
+            extra.update(type=kind, choices=choices) if choices else extra.update(type=kind, metavar=spec.metavar)
+        parser.add_argument(spec.flag(field), **extra)
 CHOICES = {"optimizer": ("sgd", "adam"), "scenario": (None, "class", "task", "domain")}
 #: Inclusive bounds of every numeric field, declared once; every float must also be finite.
 #: The maxima only refuse the absurd (a run that would never end, a seed numpy rejects).
