@@ -253,12 +253,12 @@ def prepare_runs(args, file_layer=None):
         if track_name and (args.stream_option or args.model_option or args.evaluator_option):
             raise CollapsebenchError(f"Track {track_name!r} fixes the stream, model and evaluator options.")
         resolve_component_options(config, registry)  # bad names and options fail before Avalanche loads
-        _check_new_run_dir(config.run_dir(), args.overwrite)
+        _check_new_run_dir(config.run_dir(), args.overwrite, registry)
         configs.append(config)
     return manager, registry, configs
 
 
-def _check_new_run_dir(run_dir, overwrite: bool) -> None:
+def _check_new_run_dir(run_dir, overwrite: bool, registry=None) -> None:
     """A run directory that can be written and holds no earlier run (unless --overwrite)."""
     from collapsebench.checkpoint import CHECKPOINT_FILE
     from collapsebench.config import check_run_dir
@@ -277,6 +277,13 @@ def _check_new_run_dir(run_dir, overwrite: bool) -> None:
         raise CollapsebenchError(
             f"{run_dir} already holds a run (results.json, status {status}); pass --overwrite to replace it, "
             "or choose another --out."
+        )
+    left = registry.logger_outputs(run_dir) if registry is not None else []
+    if left:
+        shown = ", ".join(p.name for p in left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+        raise CollapsebenchError(
+            f"{run_dir} holds the logs of an earlier run ({shown}); a new run would mix its logs with them. "
+            "Pass --overwrite to remove them first, or choose another --out."
         )
 
 

@@ -343,6 +343,18 @@ class Logger(_Provided):
     one, is called once the run's result is written, so buffered values reach their store.
     """
 
+    #: What it writes into the run directory (names or glob patterns relative to it): a new run
+    #: refuses a directory holding them unless given --overwrite, which removes them first, so
+    #: two runs' logs never mix.
+    outputs: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        for pattern in self.outputs:
+            if not isinstance(pattern, str) or not pattern or pattern.startswith(("/", "\\")) or ".." in pattern.split("/"):
+                raise ValueError(f"Logger {self.name!r}: outputs must be patterns inside the run directory, got {pattern!r}")
+
 
 @dataclass(frozen=True)
 class Track:

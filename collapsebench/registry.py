@@ -87,6 +87,14 @@ class Registry:
     def get(self, kind: str, name: str):
         return self.entry(kind, name).record
 
+    def logger_outputs(self, run_dir) -> list:
+        """Paths in ``run_dir`` that any loaded logger declares it writes (an earlier run's logs)."""
+        from pathlib import Path
+
+        found = {path for entry in self._entries["logger"].values() for pattern in entry.record.outputs
+                 for path in Path(run_dir).glob(pattern)}
+        return sorted(found)
+
     def entries(self, kind: str) -> list[Entry]:
         return [self._entries[kind][n] for n in self.names(kind)]
 

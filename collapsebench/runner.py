@@ -240,7 +240,7 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     run_dir.mkdir(parents=True, exist_ok=True)
     journal = Journal(run_dir)
     if not resume:
-        _clear_run_dir(run_dir)  # a stale result or TensorBoard file must not pass for this run
+        _clear_run_dir(run_dir, registry)  # a stale result or tracker log must not pass for this run
         checkpoint.remove(run_dir)
         journal.remove()
         results_io.write_json(run_dir / checkpoint.CONFIG_FILE, config.to_dict())
@@ -460,12 +460,18 @@ def _check_device(device: str) -> None:
         raise CollapsebenchError("--device mps: Apple's Metal backend is not available here. Use --device cpu.")
 
 
-def _clear_run_dir(run_dir: Path) -> None:
-    """Remove what an earlier run left in ``run_dir`` (the CLI asked for --overwrite first)."""
+def _clear_run_dir(run_dir: Path, registry: Registry) -> None:
+    """Remove what an earlier run left in ``run_dir`` (the CLI asked for --overwrite first): its
+    result, its model, and every file any loaded logger declares (TensorBoard events, W&B, ...)."""
+    import shutil
+
     for name in (results_io.RESULTS_FILE, "model.pt"):
         (run_dir / name).unlink(missing_ok=True)
-    for events in run_dir.glob("events.out.tfevents.*"):
-        events.unlink()
+    for path in [*run_dir.glob("events.out.tfevents.*"), *registry.logger_outputs(run_dir)]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _check_resumed_identity(recorded: dict | None, current: dict, run_dir: Path) -> None:

@@ -160,3 +160,38 @@ def test_loggers_are_listed(cli):
     assert code == 0
     for name in ("tensorboard", "csv", "wandb", "mlflow"):
         assert name in out
+
+
+def test_a_directory_with_an_earlier_runs_logs_is_refused_without_overwrite(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    stale = run_dir / "events.out.tfevents.1.old-host"
+    stale.write_bytes(b"an earlier run's events")
+    code, _, err = cli("run", "--out", run_dir)
+    assert code == 2 and "events.out.tfevents.1.old-host" in err and "--overwrite" in err
+    assert stale.exists()  # refused before anything was touched
+
+
+def test_overwrite_clears_every_trackers_old_files(cli, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    (run_dir / "wandb" / "offline-run-old").mkdir(parents=True)
+    (run_dir / "csv").mkdir()
+    (run_dir / "csv" / "eval_results.csv").write_text("old\n")
+    stale = run_dir / "events.out.tfevents.1.old-host"
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir), filename_suffix=".old")
+    writer.add_scalar("from_the_old_run", 1.0, 0)
+    writer.close()
+    stale.write_bytes(b"")
+    code, _, err = cli("run", "--out", run_dir, "--overwrite", "--epochs", "1", "--probe-size", "100",
+                       "--evaluators", "weights")
+    assert code == 0, err
+    assert not stale.exists() and not (run_dir / "wandb").exists() and not (run_dir / "csv").exists()
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert "from_the_old_run" not in tags and "per_experience/accuracy/mean_seen" in tags
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1

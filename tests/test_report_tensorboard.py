@@ -16,6 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from collapsebench.report.tensorboard import (
     LAYOUT_TAG,
+    PER_EXPERIENCE_CATEGORY,
     TensorBoardFigures,
     custom_scalars_layout,
     has_layout,
@@ -54,7 +55,7 @@ def test_layout_groups_each_metrics_layers_and_phases_in_one_chart():
     # records without a value (a density) have no scalar to chart
     assert "hessian_density (model), every layer" not in charts
     assert list(layout) == ["accuracy", "collapse: weight", "collapse: activation",
-                            "representation similarity (CKA)", "Hessian spectrum"]
+                            "representation similarity (CKA)", "Hessian spectrum", PER_EXPERIENCE_CATEGORY]
     assert list(layout["representation similarity (CKA)"]) == [f"cka (exp{j}), every layer" for j in range(3)]
 
 
@@ -74,6 +75,36 @@ def test_runner_helper_writes_the_layout_once_and_images_only_when_asked(tmp_pat
     assert steps["report/hessian_density"] == [0, 1, 2]
     assert steps["report/cka_by_layer"] == [1, 2]  # CKA needs a later experience
     assert steps["report/forgetting_vs_erank_drop"] == [2]  # forgetting needs the whole run
+
+
+def test_per_experience_scalars_are_indexed_by_experience_and_charted_by_layer(tmp_path):
+    result = synthetic_result(n_experiences=3)
+    writer = SummaryWriter(str(tmp_path))
+    board = TensorBoardFigures(writer, strategy="naive", taps=result["taps"], n_experiences=3)
+    for experience in range(3):
+        partial = truncated_result(result, experience)
+        board.after_experience(partial["accuracy_matrix"], partial["metrics"])
+    writer.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    erank = events.Scalars("per_experience/erank/activation/fc1")
+    assert [e.step for e in erank] == [0, 1, 2]  # the experience index, not Avalanche's iteration count
+    expected = [r["value"] for r in result["metrics"]
+                if (r["name"], r["kind"], r["layer"], r["phase"]) == ("erank", "activation", "fc1", "end")]
+    assert [e.value for e in erank] == pytest.approx(expected, rel=1e-6)
+    assert [e.step for e in events.Scalars("per_experience/hessian_trace/model_start/all")] == [1, 2]
+    last = events.Scalars("per_experience/accuracy/test_exp1")[-1]
+    assert last.step == 2 and last.value == pytest.approx(result["accuracy_matrix"][2][1], rel=1e-6)
+    mean_seen = events.Scalars("per_experience/accuracy/mean_seen")
+    assert mean_seen[0].value == pytest.approx(result["accuracy_matrix"][0][0], rel=1e-6)
+    (layout,) = read_layouts(tmp_path)
+    (category,) = [c for c in layout.category if c.title == PER_EXPERIENCE_CATEGORY]
+    chart = next(c for c in category.chart if c.title.startswith("erank (activation) by layer"))
+    assert chart.title == "erank (activation) by layer: fc1, fc2"
+    regexes = [re.compile(r) for r in chart.multiline.tag]
+    assert [sum(bool(r.match(f"per_experience/erank/activation/{layer}")) for r in regexes)
+            for layer in ("fc1", "fc2")] == [1, 1]  # one line per layer
+    assert not any(r.match("per_experience/erank/weight/fc1") for r in regexes)
 
 
 def test_truncated_result_is_what_the_run_knew_then():
@@ -106,7 +137,7 @@ def test_logdir_spec_names_runs_uniquely(tmp_path):
 def test_tensorboard_command_dry_run(tmp_path, cli):
     one, two = write_run(tmp_path / "naive"), write_run(tmp_path / "replay", strategy="replay")
     code, out, _ = cli("tensorboard", one, "--dry-run", "--port", "6200")
-    assert code == 0 and out.split()[-4:] == ["--logdir", str(one.resolve()), "--port", "6200"]
+    assert code == 0 and out.split()[-4:] == ["--logdir_spec", f"naive:{one.resolve()}", "--port", "6200"]
     code, out, _ = cli("tensorboard", one, two, "--dry-run")
     assert f"--logdir_spec naive:{one.resolve()},replay:{two.resolve()}" in out
     code, _, err = cli("tensorboard", tmp_path / "missing", "--dry-run")

@@ -22,6 +22,11 @@ from pathlib import Path
 from typing import Any
 
 LAYOUT_TAG = "custom_scalars__config__"  # the tag TensorBoard's custom-scalars plugin reads
+#: Tag family of the values measured once per experience, logged at step = experience index.
+#: Avalanche logs the same values at step = training iterations, which spaces experiences by
+#: their length and puts a "start" measurement one iteration before the previous "end".
+PER_EXPERIENCE = "per_experience"
+PER_EXPERIENCE_CATEGORY = "per experience (x axis: experience index)"
 IMAGE_PREFIX = "report"
 #: A finished run's figures go to at most this many experiences (evenly spaced, the last always):
 #: drawing every figure at each of 800 or 2,000 tasks would take longer than the run.
@@ -50,11 +55,54 @@ def custom_scalars_layout(records: Iterable[dict[str, Any]]) -> dict[str, dict[s
     order = {name: k for k, name in enumerate(declared)}
     pairs.sort(key=lambda pair: order.get(pair[0], len(order)))
     layout: dict[str, dict[str, list]] = {"accuracy": {title: ["Multiline", [regex]] for title, regex in AVALANCHE_CHARTS.items()}}
+    layers: dict[tuple[str, str], list[str]] = {}
+    for r in records:
+        if r.get("value") is not None:
+            layers.setdefault((r["name"], r["kind"]), [])
+            if r["layer"] not in layers[(r["name"], r["kind"])]:
+                layers[(r["name"], r["kind"])].append(r["layer"])
     for name, kind in pairs:
         regex = rf"^{re.escape(name)}/{re.escape(kind)}(_start|_iteration)?/[^/]+$"
         category = _category(declared.get(name), kind)
         layout.setdefault(category, {})[f"{name} ({kind}), every layer"] = ["Multiline", [regex]]
+    per_experience = {"test accuracy after each experience (one line per test experience, and their mean)":
+                      ["Multiline", [rf"^{PER_EXPERIENCE}/accuracy/[^/]+$"]]}
+    for name, kind in pairs:
+        # One tag per layer, each ending in the layer's name, which is what TensorBoard labels the line with.
+        tags = [rf"^{re.escape(PER_EXPERIENCE)}/{re.escape(name)}/{re.escape(kind)}(_start)?/{re.escape(layer)}$"
+                for layer in layers[(name, kind)]]
+        per_experience[f"{name} ({kind}) by layer: {', '.join(layers[(name, kind)])}"] = ["Multiline", tags]
+    layout[PER_EXPERIENCE_CATEGORY] = per_experience
     return layout
+
+
+def per_experience_tag(name: str, kind: str, layer: str, phase: str = "end") -> str:
+    """``per_experience/<metric>/<kind>[_<phase>]/<layer>``: the experience-indexed copy of a measurement."""
+    return f"{PER_EXPERIENCE}/{name}/{kind}{'' if phase == 'end' else '_' + phase}/{layer}"
+
+
+def per_experience_scalars(matrix: Sequence[Sequence[float | None]], records: Iterable[dict[str, Any]],
+                           experience: int) -> dict[str, float]:
+    """Tag -> value of everything measured once at ``experience``: its row of the accuracy matrix
+    (and the mean over the experiences seen so far), and each evaluator value of that experience."""
+    scalars: dict[str, float] = {}
+    row = matrix[experience] if experience < len(matrix) else []
+    for j, value in enumerate(row):
+        if value is not None:
+            scalars[f"{PER_EXPERIENCE}/accuracy/test_exp{j}"] = float(value)
+    seen = [v for j, v in enumerate(row) if j <= experience and v is not None]
+    if seen:
+        scalars[f"{PER_EXPERIENCE}/accuracy/mean_seen"] = sum(seen) / len(seen)
+    for r in records:
+        if int(r.get("experience", -1)) == experience and isinstance(r.get("value"), (int, float)) \
+                and r.get("phase", "end") in ("end", "start"):
+            scalars[per_experience_tag(r["name"], r["kind"], r["layer"], r.get("phase", "end"))] = float(r["value"])
+    return scalars
+
+
+def write_per_experience(writer, matrix, records, experience: int) -> None:
+    for tag, value in per_experience_scalars(matrix, records, experience).items():
+        writer.add_scalar(tag, value, global_step=experience)
 
 
 def _category(metric, kind: str) -> str:
@@ -128,6 +176,7 @@ class TensorBoardFigures:
         if not self.layout_written:
             write_layout(self.writer, records)
             self.layout_written = True
+        write_per_experience(self.writer, matrix, records, len(matrix) - 1)
         if self.images:
             result = {**self.base, "accuracy_matrix": [list(row) for row in matrix], "metrics": list(records)}
             log_figures(self.writer, result, step=len(matrix) - 1)
@@ -173,6 +222,10 @@ def log_run_directory(run_dir: str | Path, images: bool = True, layout: bool = T
         if need_layout:
             write_layout(writer, result.get("metrics") or [])
             written["layout"] = True
+            # A run without a layout predates it, and so the experience-indexed scalars too.
+            matrix = result.get("accuracy_matrix") or []
+            for experience in range(len(matrix)):
+                write_per_experience(writer, matrix, result.get("metrics") or [], experience)
         if images:
             for experience in image_steps(len(result.get("accuracy_matrix") or [])):
                 written["images"][experience] = log_figures(writer, truncated_result(result, experience), experience, run_dir)
@@ -198,8 +251,5 @@ def logdir_spec(run_dirs: Sequence[str | Path]) -> str:
 def tensorboard_command(run_dirs: Sequence[str | Path], extra: Sequence[str] = ()) -> list[str]:
     import sys
 
-    if len(run_dirs) == 1:
-        target = ["--logdir", str(Path(run_dirs[0]).resolve())]
-    else:
-        target = ["--logdir_spec", logdir_spec(run_dirs)]
-    return [sys.executable, "-m", "tensorboard.main", *target, *extra]
+    # Even one run goes by name: with --logdir pointing at the run itself, TensorBoard calls it ".".
+    return [sys.executable, "-m", "tensorboard.main", "--logdir_spec", logdir_spec(run_dirs), *extra]

@@ -113,8 +113,12 @@ def _mlflow(context: LoggerContext):
 @hookimpl
 def collapsebench_loggers():
     return [
-        Logger("tensorboard", "TensorBoard event files in the run directory (the default)", _tensorboard),
-        Logger("csv", "Avalanche's CSVLogger: csv/training_results.csv and csv/eval_results.csv", _csv),
-        Logger("wandb", "Weights & Biases through Avalanche's WandBLogger (WANDB_MODE=offline works)", _wandb),
-        Logger("mlflow", "an MLflow run: $MLFLOW_TRACKING_URI, else a file store in the run directory", _mlflow),
+        Logger("tensorboard", "TensorBoard event files in the run directory (the default)", _tensorboard,
+               outputs=("events.out.tfevents.*",)),
+        Logger("csv", "Avalanche's CSVLogger: csv/training_results.csv and csv/eval_results.csv", _csv,
+               outputs=("csv",)),
+        Logger("wandb", "Weights & Biases through Avalanche's WandBLogger (WANDB_MODE=offline works)", _wandb,
+               outputs=("wandb", WANDB_ID_FILE)),
+        Logger("mlflow", "an MLflow run: $MLFLOW_TRACKING_URI, else a file store in the run directory", _mlflow,
+               outputs=("mlruns", "mlflow-run-id.txt")),
     ]
