@@ -173,7 +173,8 @@ def read_study(path: Path, text: str | None = None) -> Study:
     for entry in data.get("figure", []):
         figure = entry.get("name") if isinstance(entry, dict) else None
         if figure not in STUDY_FIGURES:
-            problems.append(f"unknown figure {figure!r} (known: {', '.join(sorted(STUDY_FIGURES))})")
+            problems.append(f"unknown figure {figure!r} (known: {', '.join(sorted(STUDY_FIGURES))}, "
+                            "or report:NAME for a figure of `collapsebench report`)")
         else:
             figures.append(figure)
     claims = _claims(data.get("claim"), problems)
