@@ -214,6 +214,7 @@ def prepare_runs(args, file_layer=None):
         load_toml,
         parse_assignment,
         resolve_component_options,
+        seed_dir,
     )
     from collapsebench.manager import build_manager
     from collapsebench.registry import Registry
@@ -240,7 +241,7 @@ def prepare_runs(args, file_layer=None):
     for seed in seeds:
         seed_layer = {"seed": seed}
         if track_name and "out" in flags and len(seeds) > 1:
-            seed_layer["out"] = f"{flags['out']}/seed{seed}"
+            seed_layer["out"] = str(seed_dir(flags["out"], seed))
         config = build_config(*layers, seed_layer)
         for key, value in map(parse_assignment, args.stream_option):
             config.stream_options[key] = value

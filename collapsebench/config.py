@@ -88,7 +88,7 @@ class RunConfig:
         if self.out:
             return Path(self.out)
         if self.track:
-            return Path("runs") / self.track / self.strategy / f"seed{self.seed}"
+            return track_run_dir("runs", self.track, self.strategy, self.seed)
         return Path("runs") / f"{self.stream}-{self.model}-{self.strategy}-seed{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +96,17 @@ class RunConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+# The run-directory layout, in one place: run, run --track, sweep and verify all place runs so.
+def seed_dir(parent: str | Path, seed: int) -> Path:
+    """``<parent>/seed<seed>``: one seed's run among several."""
+    return Path(parent) / f"seed{seed}"
+
+
+def track_run_dir(root: str | Path, track: str, strategy: str, seed: int) -> Path:
+    """``<root>/<track>/<strategy>/seed<seed>``: a track's run, as run --track and sweep place it."""
+    return seed_dir(Path(root) / track / strategy, seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -399,6 +410,11 @@ def resolve_component_options(config: RunConfig, registry) -> dict[str, dict[str
     return resolved
 
 
+def component_owners(names: list[str], registry, kind: str, key: str) -> list[str]:
+    """The components among ``names`` that declare the option ``key``."""
+    return [n for n in names if any(o.name == key for o in registry.get(kind, n).options)]
+
+
 def assign_component_option(
     tables: dict[str, dict[str, Any]], names: list[str], registry, kind: str, key: str, value: Any
 ) -> None:
@@ -406,7 +422,7 @@ def assign_component_option(
     if "." in key:
         name, key = key.split(".", 1)
     else:
-        owners = [n for n in names if any(o.name == key for o in registry.get(kind, n).options)]
+        owners = component_owners(names, registry, kind, key)
         if not owners and len(names) == 1:
             owners = names  # its option check then names the closest option
         if len(owners) != 1:

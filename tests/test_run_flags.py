@@ -54,3 +54,11 @@ def test_a_new_field_gets_its_flag_without_a_cli_change(monkeypatch):
     monkeypatch.setitem(RUN_FLAGS, "eval_batch_size", Flag("evaluation minibatch"))
     add_run_flags(parser)
     assert parser.parse_args(["--eval-batch-size", "64"]).eval_batch_size == 64
+
+
+def test_one_run_directory_layout(tmp_path):
+    from collapsebench.config import seed_dir, track_run_dir
+
+    assert RunConfig(track="t", strategy="replay", seed=3).run_dir() == track_run_dir("runs", "t", "replay", 3)
+    assert track_run_dir(tmp_path, "t", "replay", 3) == tmp_path / "t" / "replay" / "seed3"
+    assert seed_dir(tmp_path, 2) == tmp_path / "seed2"

@@ -142,7 +142,7 @@ def verify(
     echo: Callable[[str], None] = print,
 ) -> Verdict:
     """Re-run one seed of a (valid) submission and compare; the verdict says how it went."""
-    from collapsebench.config import resolve_component_options
+    from collapsebench.config import resolve_component_options, seed_dir
     from collapsebench.tracks import load_tracks
 
     manager, registry = load_manager(submission.get("plugins", []), plugins)
@@ -156,7 +156,7 @@ def verify(
     run = runs[seed]
 
     with tempfile.TemporaryDirectory(prefix="collapsebench-verify-") as scratch:
-        run_dir = Path(out) if out else Path(scratch) / f"seed{seed}"
+        run_dir = Path(out) if out else seed_dir(scratch, seed)
         specs = [s for s in _specs(manager)]
         config = rerun_config(run, specs, run_dir, data_root, device)
         options = resolve_component_options(config, registry)

@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collapsebench.config import LOCAL_KEYS, RunConfig, build_config, identity_of, resolve_component_options
+from collapsebench.config import (
+    LOCAL_KEYS,
+    RunConfig,
+    build_config,
+    component_owners,
+    identity_of,
+    resolve_component_options,
+    track_run_dir,
+)
 from collapsebench.errors import CollapsebenchError
 from collapsebench.results import RESULTS_FILE
 
@@ -141,7 +149,7 @@ def build_jobs(
     for strategy in strategies:
         options = _strategy_tables(strategy, registry, strategy_options, used)
         for seed in seeds:
-            run_dir = (Path(out) / track.name / strategy / f"seed{seed}").resolve()
+            run_dir = track_run_dir(out, track.name, strategy, seed).resolve()
             config = build_config(
                 protocol,
                 {**free, "strategy": strategy, "seed": seed, "out": str(run_dir), "plugins": list(plugins),
@@ -169,7 +177,7 @@ def _strategy_tables(strategy: str, registry, assignments, used: dict[str, bool]
             if name not in components:
                 continue
         else:
-            owners = [c for c in components if any(o.name == key for o in registry.get("strategy", c).options)]
+            owners = component_owners(components, registry, "strategy", key)
             if len(owners) != 1:
                 continue  # the option belongs to other strategies of the sweep (or is misspelt: see `used`)
             name, option = owners[0], key
