@@ -74,6 +74,14 @@ def uncounted_gathering():
         gather_seconds = before
 
 
+class Timing:
+    """What an evaluator's context offers of the run's clock (EvaluatorContext.timing)."""
+
+    @staticmethod
+    def uncounted():
+        return uncounted_gathering()
+
+
 def gather(dataset) -> tuple[torch.Tensor, ...] | None:
     """A dataset's ``(x, y, t)`` samples stacked into three tensors, or None if they are not tensors."""
     global gather_seconds

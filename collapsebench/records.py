@@ -437,6 +437,12 @@ class EvaluatorContext:
     #: Builds a fresh model of the run's architecture (for plasticity's from-scratch baseline).
     architecture_factory: Callable[[], Any]
     recorder: Any = None  # collapsebench.evaluation.Recorder
+    #: ``make_learner(model, evaluator)``: an Avalanche template with the run's budget and data
+    #: path, for an evaluator that trains learners of its own (the run builds it; no runner import).
+    make_learner: Callable[..., Any] | None = None
+    #: The run's clock: ``with timing.uncounted():`` keeps data gathered inside out of the run's
+    #: data-preparation time (an evaluator's own training is evaluator time already).
+    timing: Any = None
 
 
 @dataclass

@@ -226,6 +226,8 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         probe=probe,
         architecture_factory=lambda: build_model(config, registry, stream, options["model"][config.model]),
         recorder=recorder,
+        make_learner=lambda learner_model, evaluator: make_template(config, stream, learner_model, evaluator=evaluator),
+        timing=fastdata.Timing(),
     )
     metrics = []
     for name in config.evaluators:

@@ -62,7 +62,7 @@ class PlasticityMetric(CollapseMetric):
         from avalanche.evaluation.metrics import accuracy_metrics
         from avalanche.training.plugins import EvaluationPlugin
 
-        from collapsebench import make_template, seed_everything, uncounted_gathering
+        from collapsebench import seed_everything
 
         config = self.context.config
         seed_everything(fresh_seed(config.seed, j))
@@ -71,10 +71,10 @@ class PlasticityMetric(CollapseMetric):
             warnings.filterwarnings("ignore", message="No loggers specified")
             evaluation = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
         # The run's own budget and data path: a fresh naive learner, whatever the run's strategy.
-        learner = make_template(config, self.context.stream, model, evaluator=evaluation)
+        learner = self.context.make_learner(model, evaluation)
         # Gathering tensors here is evaluator time, which the runner already takes out of
         # training time; it must not also count as the run's data preparation.
-        with uncounted_gathering():
+        with self.context.timing.uncounted():
             learner.train(strategy.experience)
             results = learner.eval([self.context.stream.benchmark.test_stream[j]])
         suffix = f"/Exp{j:03d}"
