@@ -219,7 +219,7 @@ NOT_YET_MOVED: dict[str, set[str]] = {
     # a config default: the board's ranking when a track declares none (accuracy and capacity)
     "collapsebench/leaderboard/ranking.py": {"capacity_retention"},
     # the report's built-in collapse figures and their record readers: still drawn by the host
-    "collapsebench/report/figures.py": {"erank", "dead_units", "dormant_units", "hessian_density"},
+    "collapsebench/report/figures.py": {"erank", "dead_units", "dormant_units", "hessian_density", "plasticity"},
     "collapsebench/report/runs.py": {"erank", "erank_peak_normalized", "cka"},
     # a study reproduces a paper's figure of one named metric (docs/studies.md)
     "collapsebench/studies/figures.py": {"hessian_erank"},
