@@ -28,6 +28,7 @@ from collapsebench.report.runs import (
     Run,
     cka_records,
     forgetting_and_erank_drop,
+    _series,
     group_runs,
     new_task_accuracy,
     online_accuracy,
@@ -44,8 +45,31 @@ DENSITY_FLOOR = 1e-7  # log-scale plots of a smoothed density need a floor where
 
 
 
+#: The strategies' colours (matplotlib's tab10, then the dark shades of tab20b; no pale ones,
+#: which vanish on white): each label keeps the slot its name hashes to, so a strategy has the
+#: same colour in every figure and report.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#5254a3",
+           "#8ca252", "#bd9e39", "#ad494a", "#a55194")
+
+
+def color_of(label: str) -> str:
+    """The colour a strategy's name hashes to (crc32: the same in every process, unlike hash())."""
+    import zlib
+
+    return PALETTE[zlib.crc32(label.encode()) % len(PALETTE)]
+
+
 def _colors(runs: Sequence[Run]) -> dict[str, str]:
-    return {label: f"C{i % 10}" for i, label in enumerate(group_runs(runs))}
+    """label -> colour: each name's own (:func:`color_of`); two names of one figure that hash to
+    the same colour are told apart, the later name (alphabetically) taking the next free one."""
+    chosen: dict[str, str] = {}
+    for label in sorted(group_runs(runs)):
+        slot = PALETTE.index(color_of(label))
+        while PALETTE[slot] in chosen.values() and len(chosen) < len(PALETTE):
+            slot = (slot + 1) % len(PALETTE)
+        chosen[label] = PALETTE[slot]
+    return chosen
 
 
 #: What a band is, for the report's captions.
@@ -171,8 +195,8 @@ def erank_over_experiences(runs: Sequence[Run], kind: str) -> Figure:
         raw_ax.set_ylabel(f"{layer}\nerank (dimensions)")
         norm_ax.set_ylabel("erank / running peak (ratio)")
         norm_ax.axhline(1.0, color="0.6", linewidth=0.8, linestyle=":")
-        bottom, _ = norm_ax.get_ylim()  # ratios never exceed 1: keep the space for what lies below
-        norm_ax.set_ylim(bottom, 1 + 0.08 * (1 - bottom))
+        # Fixed, not autoscaled: a ratio of 0.999-1.000 must look flat, not like a collapse.
+        norm_ax.set_ylim(0.0, 1.05)
     axes[0][0].set_title("raw effective rank", fontsize=10)
     axes[0][1].set_title("peak-normalized (1 = no collapse)", fontsize=10)
     for ax in axes[-1]:
@@ -384,7 +408,7 @@ def dead_and_dormant_units(runs: Sequence[Run]) -> Figure:
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("after training on experience (index)")
         ax.set_ylabel("fraction of tapped units (0–1)")
-        ax.set_ylim(bottom=0.0)
+        ax.set_ylim(0.0, 1.0)
         _integer_ticks(ax, size)
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle("Dead and dormant units over experiences (Dohare et al.)")
@@ -435,6 +459,8 @@ def plasticity_over_tasks(runs: Sequence[Run]) -> Figure:
         panels.append(("erank", "activation erank / peak\n(ratio, layer mean)"))
     if any(r.has("dead_units", "activation") for r in with_accuracy):
         panels.append(("dead", "dead units\n(fraction of tapped units)"))
+    if any(_series(r.summary.get("plasticity")) for r in with_accuracy):
+        panels.append(("fresh", "plasticity: R[i][i] over a\nfresh network's accuracy (ratio)"))
     fig = Figure(figsize=(8.5, 2.6 * len(panels) + 1.0), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0]
     for ax, (panel, ylabel) in zip(axes, panels):
@@ -452,13 +478,20 @@ def plasticity_over_tasks(runs: Sequence[Run]) -> Figure:
                 have = [_mean_over_layers(r) for r in members if r.has("erank", "activation")]
                 if have:
                     _plot_band(ax, [binned(s, width) for s in have], label, color, marker=".")
+            elif panel == "fresh":
+                have = [_series(r.summary.get("plasticity")) for r in members if _series(r.summary.get("plasticity"))]
+                if have:
+                    _plot_band(ax, [binned(s, width) for s in have], label, color, marker=".")
             else:
                 have = [_unit_fraction(r, "dead_units") for r in members if r.has("dead_units", "activation")]
                 if have:
                     _plot_band(ax, [binned(s, width) for s in have], label, color, marker=".")
         ax.set_ylabel(ylabel)
-        if panel != "erank":
+        if panel == "fresh":
+            ax.axhline(1.0, color="0.6", linewidth=0.8, linestyle=":")  # as plastic as a fresh network
             ax.set_ylim(bottom=0.0)
+        else:  # fractions and ratios to a peak: fixed, so that a flat curve looks flat
+            ax.set_ylim(0.0, 1.0 if panel == "dead" else 1.05)
         if ax.lines:
             ax.legend(fontsize=7, loc="best")
     per_bin = "" if width == 1 else f", mean of each {width} consecutive tasks"
@@ -470,7 +503,98 @@ def plasticity_over_tasks(runs: Sequence[Run]) -> Figure:
     return fig
 
 
+def average_accuracy_curve(runs: Sequence[Run]) -> Figure:
+    """The standard continual-learning curve: after each experience i, the mean test accuracy
+    over the experiences seen so far (0..i, the cells the protocol measured)."""
+    colors = _colors(runs)
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for label, members in group_runs(runs).items():
+        _plot_band(ax, [seen_average(r) for r in members], label, colors[label])
+    if not ax.lines:
+        raise MissingData("no run finished an experience")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("after training on experience (index)")
+    ax.set_ylabel("mean accuracy on the experiences seen\n(fraction correct)")
+    _integer_ticks(ax, _n_experiences(runs))
+    ax.legend(fontsize=8, loc="lower left")
+    fig.suptitle("Average accuracy after each experience")
+    return fig
+
+
+def seen_average(run: Run) -> dict[int, float]:
+    """experience i -> mean of row i of the accuracy matrix over columns 0..i that were measured."""
+    averages = {}
+    for i, row in enumerate(run.matrix):
+        seen = [v for v in row[: i + 1] if isinstance(v, (int, float)) and math.isfinite(v)]
+        if seen:
+            averages[i] = sum(seen) / len(seen)
+    return averages
+
+
+def _ranked_summaries(runs: Sequence[Run]) -> list[tuple[str, str, tuple[float, float] | None]]:
+    """(name, axis label, bounds) of the rankable summaries (declared with a direction) some run has."""
+    from collapsebench.declarations import catalog
+
+    found = []
+    for summary in catalog().summaries.values():
+        if summary.higher_is_better is None:
+            continue
+        if any(isinstance(r.summary.get(summary.name), (int, float)) for r in runs):
+            arrow = "higher is better" if summary.higher_is_better else "lower is better"
+            found.append((summary.name, f"{summary.header} ({arrow})", summary.bounds))
+    return found
+
+
+def ranked_metrics(runs: Sequence[Run]) -> Figure:
+    """One panel per rankable summary: a bar per strategy at its mean over seeds, with the 95%
+    t-interval (truncated to the metric's bounds) as an error bar."""
+    from collapsebench.stats import interval
+
+    metrics = _ranked_summaries(runs)
+    if not metrics:
+        raise MissingData("no run has a rankable summary (did a run finish?)")
+    colors = _colors(runs)
+    groups = group_runs(runs)
+    columns = min(3, len(metrics))
+    rows = math.ceil(len(metrics) / columns)
+    fig = Figure(figsize=(3.4 * columns + 0.6, 2.4 * rows + 0.5 + 0.18 * len(groups)), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (name, ylabel, bounds) in zip(axes, metrics):
+        for k, (label, members) in enumerate(groups.items()):
+            values = [float(r.summary[name]) for r in members if isinstance(r.summary.get(name), (int, float))
+                      and math.isfinite(r.summary[name])]
+            if not values:
+                continue
+            estimate = interval(values, bounds=bounds)
+            ax.bar(k, estimate.mean, color=colors[label], width=0.7, label=label)
+            if estimate.low is not None:
+                ax.errorbar(k, estimate.mean, yerr=[[estimate.mean - estimate.low], [estimate.high - estimate.mean]],
+                            color="black", capsize=3, linewidth=1)
+        ax.set_xticks(range(len(groups)), list(groups), rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_xlabel("strategy (bar: mean over seeds)", fontsize=8)
+        if bounds == (0.0, 1.0):
+            ax.set_ylim(0.0, 1.0)
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    fig.suptitle("Ranked metrics per strategy: mean over seeds, 95% t-interval (collapsebench.stats)")
+    return fig
+
+
 FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec(
+        "average_accuracy", "Average accuracy after each experience",
+        "After each experience, the mean test accuracy over the experiences trained so far, the standard "
+        "continual-learning curve: a strategy that neither forgets nor stops learning stays flat near the top.",
+        average_accuracy_curve,
+    ),
+    FigureSpec(
+        "ranked_metrics", "Ranked metrics per strategy",
+        "Each bar is a strategy's mean over its seeds on a metric the leaderboard can rank, and each error "
+        "bar its 95% t-interval truncated to the metric's bounds: bars whose intervals overlap are not told apart.",
+        ranked_metrics,
+    ),
     FigureSpec(
         "accuracy_matrix", "Accuracy matrix",
         "Row i holds the test accuracy on every experience after training on experience i: a bright "
