@@ -252,6 +252,7 @@ def scatter_svg(board: Board, width: int = 760, height: int = 460) -> str:
         parts.append(f'<path d="{" ".join(path)}" class="front"/>')
 
     placed: list[tuple[float, float, float, float]] = []
+    markers = [(x_of(e.estimates[x_metric].mean), y_of(e.estimates[y_metric].mean)) for e in points]
     for entry in sorted(points, key=lambda e: e.rank):
         acc, cap = entry.estimates[y_metric], entry.estimates[x_metric]
         x, y = x_of(cap.mean), y_of(acc.mean)
@@ -265,7 +266,8 @@ def scatter_svg(board: Board, width: int = 760, height: int = 460) -> str:
         label = html.escape(entry.name)
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{colour}"><title>{label}: {y_name} {cell(entry, y_metric)}, '
                      f'{x_name} {cell(entry, x_metric)}, front {entry.front}</title></circle>')
-        label_x, label_y = _label_position(x, y, len(entry.name), placed, width - right)
+        label_x, label_y = _label_position(x, y, len(entry.name), placed, width - right, markers=markers,
+                                           left_edge=left, top_edge=top, bottom_edge=height - bottom)
         if (label_x, label_y) != (x + 8, y - 7):
             parts.append(f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{label_x - 2:.1f}" y2="{label_y - 4:.1f}" class="leader"/>')
         parts.append(f'<text x="{label_x:.1f}" y="{label_y:.1f}" class="label">{label}</text>')
@@ -273,18 +275,42 @@ def scatter_svg(board: Board, width: int = 760, height: int = 460) -> str:
     return "".join(parts)
 
 
-def _label_position(x: float, y: float, characters: int, placed: list, right_edge: float) -> tuple[float, float]:
-    """Where a point's label goes: right of and above it, else the nearest free row (greedy), else left."""
-    width, height = 6.6 * characters, 12.0
-    label_x = x + 8 if x + 8 + width <= right_edge else x - 8 - width
-    for step in (0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6):
-        label_y = y - 7 + step * height
-        box = (label_x, label_x + width, label_y - height + 2, label_y + 2)
-        if not any(box[0] < b[1] and b[0] < box[1] and box[2] < b[3] and b[2] < box[3] for b in placed):
-            placed.append(box)
-            return label_x, label_y
-    placed.append((label_x, label_x + width, y - 7 - height + 2, y - 5))
-    return label_x, y - 7
+LABEL_CHARACTER, LABEL_HEIGHT = 6.6, 12.0  # a label's box per character and its height, at 11px
+
+
+def _label_position(x: float, y: float, characters: int, placed: list, right_edge: float, markers=(),
+                    left_edge: float = 0.0, top_edge: float = -math.inf, bottom_edge: float = math.inf
+                    ) -> tuple[float, float]:
+    """Where a point's label goes (its text's baseline start), greedily: right of and above the
+    point, else the nearest free row on that side, then on the other, a leader line joining it
+    to its point. Free means inside the frame, clear of every label placed so far and of every
+    point's marker; when the cluster is too dense for that, the spot that overlaps least."""
+    width, height = LABEL_CHARACTER * characters, LABEL_HEIGHT
+    sides = [x + 8, x - 8 - width] if x + 8 + width <= right_edge else [x - 8 - width, x + 8]
+    steps = [0] + [k * sign for k in range(1, 16) for sign in (1, -1)]
+    best = None
+    for label_x in sides:
+        for step in steps:
+            label_y = y - 7 + step * height
+            box = (label_x, label_x + width, label_y - height + 2, label_y + 2)
+            if box[0] < left_edge or box[1] > right_edge or box[2] < top_edge or box[3] > bottom_edge:
+                continue
+            clash = sum(_overlap(box, b) for b in placed) + sum(
+                _overlap(box, (mx - 5, mx + 5, my - 5, my + 5)) for mx, my in markers)
+            if clash == 0:
+                placed.append(box)
+                return label_x, label_y
+            if best is None or clash < best[0]:
+                best = (clash, label_x, label_y, box)
+    if best is None:  # a frame smaller than one label: keep the default spot
+        best = (0, sides[0], y - 7, (sides[0], sides[0] + width, y - 5 - height, y - 5))
+    placed.append(best[3])
+    return best[1], best[2]
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Area shared by two boxes (left, right, top, bottom)."""
+    return max(0.0, min(a[1], b[1]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[2], b[2]))
 
 
 _STYLE = """
