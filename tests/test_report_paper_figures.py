@@ -99,3 +99,14 @@ def test_names_that_hash_alike_still_get_different_colours():
     colours = figures._colors(runs_of(first, second, seeds=(0,)))
     assert colours[first] != colours[second]
     assert colours[min(first, second)] == figures.color_of(min(first, second))
+
+
+def test_hessian_density_keeps_to_four_columns_and_four_decades():
+    runs = [Run(path=None, result=synthetic_result(strategy="naive", seed=0, n_experiences=10), label="naive")]
+    fig = figures.hessian_density(runs)
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert len(panels) == 4  # evenly spaced boundaries, the last experience included
+    low, high = panels[0].get_ylim()
+    peak = max(float(np.max(line.get_ydata())) for ax in panels for line in ax.lines)
+    assert high == pytest.approx(3 * peak) and low == pytest.approx(peak * 1e-4)
+    assert sum(bool(ax.get_legend()) for ax in panels) == 1  # one legend for the row

@@ -45,19 +45,22 @@ DENSITY_FLOOR = 1e-7  # log-scale plots of a smoothed density need a floor where
 
 
 
-#: The strategies' colours (matplotlib's tab10, then the dark shades of tab20b; no pale ones,
-#: which vanish on white): each label keeps the slot its name hashes to, so a strategy has the
-#: same colour in every figure and report.
+#: The strategies' colours: each name hashes to one of matplotlib's tab10 (:func:`color_of`), so a
+#: strategy has the same colour in every figure and report; the dark shades of tab20b (no pale
+#: ones, which vanish on white) serve only a page of more than ten names.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#5254a3",
            "#8ca252", "#bd9e39", "#ad494a", "#a55194")
+
+
+HASHED = 10  # the tab10 part of PALETTE
 
 
 def color_of(label: str) -> str:
     """The colour a strategy's name hashes to (crc32: the same in every process, unlike hash())."""
     import zlib
 
-    return PALETTE[zlib.crc32(label.encode()) % len(PALETTE)]
+    return PALETTE[zlib.crc32(label.encode()) % HASHED]
 
 
 def _colors(runs: Sequence[Run]) -> dict[str, str]:
@@ -345,9 +348,10 @@ def hessian_density(runs: Sequence[Run]) -> Figure:
     if not curves:
         raise MissingData("no run recorded the Hessian density (add the hessian evaluator)")
     labels = [label for label in group_runs(runs) if any(key[0] == label for key in curves)]
-    boundaries = _spaced(sorted({t for _, t, _ in curves}), 5)
+    boundaries = _spaced(sorted({t for _, t, _ in curves}), 4)
     fig = Figure(figsize=(3.4 * len(boundaries) + 0.8, 2.9 * len(labels) + 0.9), layout="constrained")
     axes = fig.subplots(len(labels), len(boundaries), squeeze=False, sharey=True, sharex="col")
+    peak = DENSITY_FLOOR
     for column, t in enumerate(boundaries):
         here = {key: value for key, value in curves.items() if key[1] == t}
         nodes = np.array([x for densities in here.values() for d in densities for x in d["nodes"]], dtype=float)
@@ -360,15 +364,18 @@ def hessian_density(runs: Sequence[Run]) -> Figure:
                 if (label, t, phase) in here:
                     values = np.maximum(_smoothed(here[(label, t, phase)], grid, sigma), DENSITY_FLOOR)
                     ax.plot(grid, values, color=colors[label], linestyle=style, linewidth=1.2, label=name)
+                    peak = max(peak, float(values.max()))
             ax.set_yscale("log")
             ax.yaxis.set_minor_locator(NullLocator())  # minor log ticks cost most of the drawing time
-            if ax.lines:
+            if ax.lines and column == 0:  # solid and dashed mean the same in every column: one legend a row
                 ax.legend(fontsize=7, loc="upper right")
             if row == 0:
                 ax.set_title(f"experience {t} → {t + 1}" if t + 1 < _n_experiences(runs) else f"end of experience {t}",
                              fontsize=10)
             if row == len(labels) - 1:
                 ax.set_xlabel("Hessian eigenvalue λ (loss / parameter²)")
+    # Four decades below the highest peak: the floor far below is empty space, not information.
+    axes[0][0].set_ylim(max(DENSITY_FLOOR, peak * 1e-4), peak * 3)
     for row, label in enumerate(labels):
         axes[row][0].set_ylabel(f"{label}\nspectral density (per unit λ, log)")
     fig.suptitle("Hessian spectral density at the end of each experience and the start of the next (He et al.)")
