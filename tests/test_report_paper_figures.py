@@ -110,3 +110,20 @@ def test_hessian_density_keeps_to_four_columns_and_four_decades():
     peak = max(float(np.max(line.get_ydata())) for ax in panels for line in ax.lines)
     assert high == pytest.approx(3 * peak) and low == pytest.approx(peak * 1e-4)
     assert sum(bool(ax.get_legend()) for ax in panels) == 1  # one legend for the row
+
+
+def test_summary_table_has_a_row_per_summary_and_a_column_per_strategy():
+    import re
+
+    from collapsebench.report.html import build_page
+
+    runs = runs_of("naive", "replay", capacity_retention=lambda seed: 0.9 + 0.04 * seed)
+    page = build_page(runs, [])
+    table = page.split("<h2>Summary</h2>", 1)[1].split("</table>", 1)[0]
+    headers = re.findall(r"<th>(.*?)</th>", table)
+    assert headers == ["summary", "naive (3 seeds)", "replay (3 seeds)"]
+    rows = {cells[0]: cells[1:] for cells in (re.findall(r"<td>(.*?)</td>", row) for row in table.split("<tr>")[2:])}
+    assert set(rows) >= {"average_accuracy", "forgetting", "capacity_retention"}
+    expected = stats.format_interval(stats.metric_interval("capacity_retention", [0.9, 0.94, 0.98]))
+    assert rows["capacity_retention"] == [expected, expected]
+    assert "95% t-interval" in page.split("<h2>Summary</h2>", 1)[1].split("<table>", 1)[0]

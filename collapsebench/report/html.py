@@ -78,11 +78,37 @@ def _runs_table(runs: Sequence[Run]) -> str:
 
 
 def _summary_table(runs: Sequence[Run]) -> str:
+    """One row per summary value, one column per group: a table as wide as the strategies
+    compared, not as the number of summaries (which outgrew the page)."""
+    from collapsebench import stats
+
     keys = list(dict.fromkeys(key for run in runs for key in run.summary))
     if not keys:
         return "<p class='note'>No run has a summary (a summary needs every experience to finish).</p>"
-    rows = [[run.label, run.seed, *(run.summary.get(key) for key in keys)] for run in runs]
-    return _table(["label", "seed", *keys], rows)
+    groups = {label: [r for r in members if r.summary] for label, members in group_runs(runs).items()}
+    groups = {label: members for label, members in groups.items() if members}
+    rows = [[key, *(_summary_cell(key, members) for members in groups.values())] for key in keys]
+    headers = ["summary", *(f"{label} ({len(members)} seed{'s' if len(members) != 1 else ''})"
+                            for label, members in groups.items())]
+    note = (f"<p class='meta'>Numbers: {html.escape(stats.label())}, [low, high] where truncated "
+            "(collapsebench.stats). Per-experience lists and other non-numbers are shown per seed.</p>")
+    return note + f"<div class='wide'>{_table(headers, rows)}</div>"
+
+
+def _summary_cell(key: str, members: Sequence[Run]) -> str:
+    from collapsebench import stats
+
+    values = [run.summary.get(key) for run in members]
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if numbers and len(numbers) == len(values):
+        finite = [v for v in numbers if math.isfinite(v)]
+        if not finite:
+            return "n/a"
+        shown = stats.format_interval(stats.metric_interval(key, finite))
+        return shown + (f" ({len(numbers) - len(finite)} n/a)" if len(finite) < len(numbers) else "")
+    if len(values) == 1:
+        return _format(values[0])
+    return "; ".join(f"seed {run.seed}: {_format(v)}" for run, v in zip(members, values))
 
 
 STYLE = """
@@ -93,6 +119,8 @@ h1 { margin-bottom: 0.2rem; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.55rem; text-align: left; }
 th { background: #f2f2f2; }
+td { overflow-wrap: break-word; }
+.wide { max-width: 100%; overflow-x: auto; }
 figure { margin: 0 0 2rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #333; max-width: 900px; margin-top: 0.3rem; }
