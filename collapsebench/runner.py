@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,71 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     With ``resume``, continue from the run directory's last checkpoint (after its last
     completed experience); the result equals that of an uninterrupted run. A checkpoint that
     this installation did not sign is refused unless ``trust_checkpoint`` is given.
+
+    Four phases, each its own function below: :func:`build_run` (everything made before the
+    first step), :func:`restore_progress` (a resumed run's finished experiences),
+    :func:`train_experiences` (the loop) and :func:`finish_run` (the result and what it raises).
+    """
+    run = build_run(config, manager, registry, echo=echo, resume=resume)
+    progress = restore_progress(run, trust_checkpoint, echo) if resume else Progress.fresh(run.build_seconds)
+    # Held until results.json is written: a signal during the final write waits for it.
+    with deferred_interrupts(run.stopper, hold=True):
+        status, outcome = train_experiences(run, progress, manager, echo)
+    return finish_run(run, progress, status, outcome, manager)
+
+
+@dataclass
+class BuiltRun:
+    """Everything of one run that exists before its first training step: read-only afterwards."""
+
+    config: RunConfig
+    options: dict[str, Any]  # resolved component options, after collapsebench_configure_run
+    identity: dict[str, Any]  # what a checkpoint must match to be resumed under this config
+    protocol: Any
+    run_dir: Path
+    started: float  # perf_counter at the start of the build; the run's total time counts from here
+    build_seconds: float
+    stream: StreamData
+    probe: ProbeSet
+    recorder: Recorder
+    metrics: list  # the evaluators' Avalanche metrics, in config order
+    journal: Journal
+    progress_log: ProgressLogger
+    trackers: list
+    evaluation: LeanEvaluationPlugin
+    tensorboard: Any  # the TensorBoard logger's writer, or None
+    board: Any  # TensorBoardFigures, or None
+    stopper: StopAtSafePoint
+    online: OnlineAccuracy
+    strategy: Any  # the Avalanche template
+
+    @property
+    def n_experiences(self) -> int:
+        return len(self.stream.benchmark.train_stream)
+
+
+@dataclass
+class Progress:
+    """What the loop adds to, experience by experience; a resumed run starts from its checkpoint's."""
+
+    timing: dict[str, float]
+    matrix: list[list[float | None]] = field(default_factory=list)  # rows so far, None where nothing is measured
+    online_accuracy: list[float | None] = field(default_factory=list)
+    done: int = 0  # experiences finished before the loop started (a resumed run's)
+
+    @classmethod
+    def fresh(cls, build_seconds: float) -> "Progress":
+        return cls(timing={"build": build_seconds, "train": 0.0, "evaluate": 0.0, "data": 0.0, "figures": 0.0,
+                           "checkpoint": 0.0})
+
+
+def build_run(config: RunConfig, manager: PluginManager, registry: Registry, echo=print,
+              resume: bool = False) -> BuiltRun:
+    """Phase 1: resolve options, read the data, build model, evaluators, strategy and loggers.
+
+    Separate because everything here can fail on the user's input (a bad option, a model without
+    reset_head, a broken plugin) and must fail before the run directory is touched; only at its
+    end is the directory prepared.
     """
     from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
     from avalanche.logging import TensorboardLogger
@@ -215,9 +281,8 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
 
     stream = build_stream(config, registry, options["stream"][config.stream])
     model = build_model(config, registry, stream, options["model"][config.model])
-    train_stream, test_stream = stream.benchmark.train_stream, stream.benchmark.test_stream
-    n_experiences = len(train_stream)
-    probe = ProbeSet.draw(test_stream, config.probe_size, config.seed)
+    n_experiences = len(stream.benchmark.train_stream)
+    probe = ProbeSet.draw(stream.benchmark.test_stream, config.probe_size, config.seed)
 
     recorder = Recorder()
     evaluator_context = EvaluatorContext(
@@ -246,54 +311,76 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         checkpoint.remove(run_dir)
         journal.remove()
         results_io.write_json(run_dir / checkpoint.CONFIG_FILE, config.to_dict())
-    progress = ProgressLogger(n_experiences, echo=echo)
+    progress_log = ProgressLogger(n_experiences, echo=echo)
     trackers = build_loggers(config, registry, LoggerContext(config=config, run_dir=run_dir, resume=resume))
     evaluation = LeanEvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
         loss_metrics(epoch=True),
         *metrics,
-        loggers=[*trackers, progress],
+        loggers=[*trackers, progress_log],
     )
     tensorboard = next((t.writer for t in trackers if isinstance(t, TensorboardLogger)), None)
     board = TensorBoardFigures(tensorboard, strategy=config.strategy, taps=taps_of(model),
                                n_experiences=n_experiences, images=config.tensorboard_figures) if tensorboard else None
     stopper = StopAtSafePoint()
-    guard = DivergenceGuard()
     online = OnlineAccuracy()
-    strategy = make_template(config, stream, model, evaluator=evaluation, plugins=[*parts.plugins, online, guard, stopper],
+    strategy = make_template(config, stream, model, evaluator=evaluation,
+                             plugins=[*parts.plugins, online, DivergenceGuard(), stopper],
                              template=parts.template, **parts.template_kwargs)
     if protocol.kind == "current":
         # Each test experience is evaluated once: keeping its gathered tensors would only grow memory.
         strategy.collapsebench_cache_bytes = 0
+    return BuiltRun(
+        config=config, options=options, identity=identity_of({**config.to_dict(), "resolved_options": options}),
+        protocol=protocol, run_dir=run_dir, started=started, build_seconds=time.perf_counter() - started,
+        stream=stream, probe=probe, recorder=recorder, metrics=metrics, journal=journal, progress_log=progress_log,
+        trackers=trackers, evaluation=evaluation, tensorboard=tensorboard, board=board, stopper=stopper,
+        online=online, strategy=strategy,
+    )
 
-    matrix: list[list[float | None]] = []  # rows so far, None where the protocol measures nothing
-    online_accuracy: list[float | None] = []
-    timing = {"build": time.perf_counter() - started, "train": 0.0, "evaluate": 0.0, "data": 0.0, "figures": 0.0,
-              "checkpoint": 0.0}
-    done = 0
-    restored = checkpoint.load(strategy, run_dir, lambda m: make_optimizer(config, m),
-                               trust=trust_checkpoint) if resume else None
-    identity = identity_of({**config.to_dict(), "resolved_options": options})
-    if restored:
-        _check_resumed_identity(restored.get("config_identity"), identity, run_dir)
-        done = restored["experiences_done"]
-        for entry in journal.read(restored["journal_bytes"], done, restored.get("journal_digest")):
-            matrix.append(dense_row({int(j): a for j, a in entry["cells"]}, n_experiences))
-            online_accuracy.append(entry["online_accuracy"])
-            recorder.records.extend(entry["records"])
-        recorder.seconds = restored["evaluator_seconds"]
-        # The checkpoint brought its own copies of these Avalanche training plugins; the live ones must be in charge.
-        strategy.plugins = [stopper if isinstance(p, StopAtSafePoint) else online if isinstance(p, OnlineAccuracy) else p
-                            for p in strategy.plugins]
-        for metric, state in zip(metrics, restored["metric_states"]):
-            if state is not None:
-                metric.load_state_dict(state)
-        timing.update({k: v for k, v in restored["timing"].items() if k != "build"})
-        echo(f"Resuming after experience {done} of {n_experiences}.")
-        # What the interrupted run logged after its checkpoint is logged again from here on.
-        if tensorboard is not None:
-            eventfiles.drop_events_after(run_dir, strategy.clock.train_iterations,
-                                         keep=getattr(tensorboard._get_file_writer().event_writer, "_file_name", None))
+
+def restore_progress(run: BuiltRun, trust_checkpoint: bool, echo=print) -> Progress:
+    """Phase 2 (resume only): load the checkpoint into the built strategy and replay the journal.
+
+    Separate because it is the only phase that reads an earlier process's state, with its own
+    refusals (an unsigned checkpoint, a config edited since), and a fresh run skips it.
+    """
+    progress = Progress.fresh(run.build_seconds)
+    restored = checkpoint.load(run.strategy, run.run_dir, lambda m: make_optimizer(run.config, m),
+                               trust=trust_checkpoint)
+    if not restored:
+        return progress
+    _check_resumed_identity(restored.get("config_identity"), run.identity, run.run_dir)
+    progress.done = restored["experiences_done"]
+    for entry in run.journal.read(restored["journal_bytes"], progress.done, restored.get("journal_digest")):
+        progress.matrix.append(dense_row({int(j): a for j, a in entry["cells"]}, run.n_experiences))
+        progress.online_accuracy.append(entry["online_accuracy"])
+        run.recorder.records.extend(entry["records"])
+    run.recorder.seconds = restored["evaluator_seconds"]
+    # The checkpoint brought its own copies of these Avalanche training plugins; the live ones must be in charge.
+    run.strategy.plugins = [run.stopper if isinstance(p, StopAtSafePoint) else run.online
+                            if isinstance(p, OnlineAccuracy) else p for p in run.strategy.plugins]
+    for metric, state in zip(run.metrics, restored["metric_states"]):
+        if state is not None:
+            metric.load_state_dict(state)
+    progress.timing.update({k: v for k, v in restored["timing"].items() if k != "build"})
+    echo(f"Resuming after experience {progress.done} of {run.n_experiences}.")
+    # What the interrupted run logged after its checkpoint is logged again from here on.
+    if run.tensorboard is not None:
+        eventfiles.drop_events_after(run.run_dir, run.strategy.clock.train_iterations,
+                                     keep=getattr(run.tensorboard._get_file_writer().event_writer, "_file_name", None))
+    return progress
+
+
+def train_experiences(run: BuiltRun, progress: Progress, manager: PluginManager, echo=print):
+    """Phase 3: train and evaluate each remaining experience, checkpointing as configured.
+
+    Separate because this is where a run stops early: it turns an interrupt, a divergence or a
+    third-party plugin's exception into a status and an outcome (what ``finish_run`` records and
+    raises), and lets collapsebench's own errors through. Returns ``(status, outcome)``.
+    """
+    config, strategy, recorder, timing = run.config, run.strategy, run.recorder, progress.timing
+    matrix, test_stream = progress.matrix, run.stream.benchmark.test_stream
 
     def timed(phase: str, call):
         """Run ``call``, adding its time to ``phase`` less the one-time gathering of tensors."""
@@ -304,75 +391,83 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
         timing[phase] += time.perf_counter() - tick - data
         return value
 
-    status, outcome = "complete", {}
     unsaved: list[dict[str, Any]] = []  # journal entries of the experiences since the last checkpoint
-    # Held until results.json is written: a signal during the final write waits for it.
-    with deferred_interrupts(stopper, hold=True):
-        try:
-            for experience in list(train_stream)[done:]:
-                if stream.reset_head_each_experience and experience.current_experience > 0:
-                    strategy.model.collapsebench_reset_head()
-                first_record = len(recorder.records)
-                timed("train", lambda: strategy.train(experience))
-                columns = protocol.columns(experience.current_experience, n_experiences)
-                cells = timed("evaluate", lambda: evaluate(strategy, evaluation, test_stream, columns))
-                matrix.append(dense_row(cells, n_experiences))
-                online_accuracy.append(online.accuracy())
-                progress.accuracy_row(cells)
-                if board is not None:
-                    timed("figures", lambda: board.after_experience(matrix, recorder.records))
-                unsaved.append({
-                    "experience": experience.current_experience, "cells": [[j, a] for j, a in cells.items()],
-                    "online_accuracy": online_accuracy[-1], "records": recorder.records[first_record:],
+    try:
+        for experience in list(run.stream.benchmark.train_stream)[progress.done:]:
+            if run.stream.reset_head_each_experience and experience.current_experience > 0:
+                strategy.model.collapsebench_reset_head()
+            first_record = len(recorder.records)
+            timed("train", lambda: strategy.train(experience))
+            columns = run.protocol.columns(experience.current_experience, run.n_experiences)
+            cells = timed("evaluate", lambda: evaluate(strategy, run.evaluation, test_stream, columns))
+            matrix.append(dense_row(cells, run.n_experiences))
+            progress.online_accuracy.append(run.online.accuracy())
+            run.progress_log.accuracy_row(cells)
+            if run.board is not None:
+                timed("figures", lambda: run.board.after_experience(matrix, recorder.records))
+            unsaved.append({
+                "experience": experience.current_experience, "cells": [[j, a] for j, a in cells.items()],
+                "online_accuracy": progress.online_accuracy[-1], "records": recorder.records[first_record:],
+            })
+            if config.checkpoint and len(matrix) < run.n_experiences and len(matrix) % config.checkpoint_every == 0:
+                tick = time.perf_counter()
+                journal_bytes = run.journal.append(unsaved)
+                unsaved = []
+                _save_checkpoint(strategy, run.run_dir, {
+                    "experiences_done": len(matrix), "journal_bytes": journal_bytes,
+                    "journal_digest": run.journal.digest, "config_identity": run.identity,
+                    "evaluator_seconds": recorder.seconds, "timing": timing,
+                    # Evaluators with memory (CKA's reference representations) keep it here.
+                    "metric_states": [m.state_dict() if hasattr(m, "state_dict") else None for m in run.metrics],
                 })
-                if config.checkpoint and len(matrix) < n_experiences and len(matrix) % config.checkpoint_every == 0:
-                    tick = time.perf_counter()
-                    journal_bytes = journal.append(unsaved)
-                    unsaved = []
-                    _save_checkpoint(strategy, run_dir, {
-                        "experiences_done": len(matrix), "journal_bytes": journal_bytes, "journal_digest": journal.digest,
-                        "config_identity": identity,
-                        "evaluator_seconds": recorder.seconds, "timing": timing,
-                        # Evaluators with memory (CKA's reference representations) keep it here.
-                        "metric_states": [m.state_dict() if hasattr(m, "state_dict") else None for m in metrics],
-                    })
-                    timing["checkpoint"] += time.perf_counter() - tick
-        except KeyboardInterrupt:
-            status = "partial"
-            echo(f"\nInterrupted after {len(matrix)} of {n_experiences} experiences; writing a partial result.")
-        except TrainingDiverged as exc:
-            status, outcome = "diverged", {"divergence": exc.record()}
-            echo(f"\n{str(exc).capitalize()}; writing the {len(matrix)} finished experience(s).")
-        except CollapsebenchError:
-            raise  # already a message for the user
-        except Exception as exc:  # noqa: BLE001 - whose bug it is decides what happens
-            owner = faults.culprit(exc, manager)
-            if owner is None:
-                raise  # collapsebench's own code (or a file error): the CLI reports it
-            import traceback
+                timing["checkpoint"] += time.perf_counter() - tick
+    except KeyboardInterrupt:
+        echo(f"\nInterrupted after {len(matrix)} of {run.n_experiences} experiences; writing a partial result.")
+        return "partial", {}
+    except TrainingDiverged as exc:
+        echo(f"\n{str(exc).capitalize()}; writing the {len(matrix)} finished experience(s).")
+        return "diverged", {"divergence": exc.record()}
+    except CollapsebenchError:
+        raise  # already a message for the user
+    except Exception as exc:  # noqa: BLE001 - whose bug it is decides what happens
+        owner = faults.culprit(exc, manager)
+        if owner is None:
+            raise  # collapsebench's own code (or a file error): the CLI reports it
+        import traceback
 
-            status = "failed"
-            outcome = {"error": {"plugin": owner, "message": f"{type(exc).__name__}: {exc}",
-                                 "traceback": traceback.format_exc()}}
-            echo(f"\ncollapsebench plugin {owner!r} failed during training; writing a partial result.")
+        echo(f"\ncollapsebench plugin {owner!r} failed during training; writing a partial result.")
+        return "failed", {"error": {"plugin": owner, "message": f"{type(exc).__name__}: {exc}",
+                                    "traceback": traceback.format_exc()}}
+    return "complete", {}
 
+
+def finish_run(run: BuiltRun, progress: Progress, status: str, outcome: dict[str, Any],
+               manager: PluginManager) -> dict[str, Any]:
+    """Phase 4: write results.json (and model.pt), close the loggers, then raise for a run that stopped.
+
+    Separate because it runs for every status, complete or not, with signals still held
+    (``deferred_interrupts(hold=True)``) until the result is on disk; only after that does it
+    turn a partial, diverged or failed status into the exception the CLI reports.
+    """
+    matrix, timing, recorder, run_dir = progress.matrix, progress.timing, run.recorder, run.run_dir
     # Evaluator metrics run inside train(): report their time apart from training.
     timing["evaluators"] = recorder.seconds
     timing["train"] -= recorder.seconds
-    timing["total"] = time.perf_counter() - started
-    complete = len(matrix) == n_experiences
-    summaries = _summary(matrix, online_accuracy, protocol, metrics) if complete else Summaries()
+    timing["total"] = time.perf_counter() - run.started
+    complete = len(matrix) == run.n_experiences
+    summaries = _summary(matrix, progress.online_accuracy, run.protocol, run.metrics) if complete else Summaries()
     result = {
         "schema_version": results_io.SCHEMA_VERSION,
         "status": status,
-        "config": {**config.to_dict(), "resolved_options": options, "plugins": _plugin_versions(manager)},
+        "config": {**run.config.to_dict(), "resolved_options": run.options, "plugins": _plugin_versions(manager)},
         "environment": results_io.environment(),
-        "stream": _stream_record(stream),
-        "probe": probe.summary(),
-        "taps": [{"name": t.name, "width": t.width} for t in taps_of(strategy.model)],
-        "evaluation": {"protocol": protocol.name, "measured_cells": protocol.measured_cells(n_experiences, len(matrix))},
+        "stream": _stream_record(run.stream),
+        "probe": run.probe.summary(),
+        "taps": [{"name": t.name, "width": t.width} for t in taps_of(run.strategy.model)],
+        "evaluation": {"protocol": run.protocol.name,
+                       "measured_cells": run.protocol.measured_cells(run.n_experiences, len(matrix))},
         "accuracy_matrix": matrix,
-        "online_accuracy": online_accuracy,
+        "online_accuracy": progress.online_accuracy,
         "summary": summaries.values,
         "summary_unavailable": summaries.unavailable,
         "summary_sources": summaries.sources,
@@ -381,16 +476,16 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     }
     result.update(outcome)
     if status == "complete":
-        results_io.atomic_write_bytes(run_dir / "model.pt", _state_dict_bytes(strategy.model))
+        results_io.atomic_write_bytes(run_dir / "model.pt", _state_dict_bytes(run.strategy.model))
     results_io.write_json(run_dir / results_io.RESULTS_FILE, result, compact_rows=True)
     if status in ("complete", "diverged"):  # resuming a diverged run would only diverge again
         checkpoint.remove(run_dir)
-        journal.remove()
-    close_loggers(trackers, tensorboard)  # flush TensorBoard events (and every tracker) before anyone reads them
+        run.journal.remove()
+    close_loggers(run.trackers, run.tensorboard)  # flush TensorBoard events (and every tracker) before anyone reads them
     manager.call_each("collapsebench_result_recorded", result=result, run_dir=run_dir)
-    stopper.release()
-    if status == "partial" or stopper.requested:
-        raise stopper.interrupt()
+    run.stopper.release()
+    if status == "partial" or run.stopper.requested:
+        raise run.stopper.interrupt()
     if status == "diverged":
         info = outcome["divergence"]
         raise Diverged(
