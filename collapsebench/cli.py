@@ -281,7 +281,7 @@ def _check_new_run_dir(run_dir, overwrite: bool, registry=None) -> None:
         )
     left = registry.logger_outputs(run_dir) if registry is not None else []
     if left:
-        shown = ", ".join(p.name for p in left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+        shown = ", ".join(str(p.relative_to(run_dir)) for p in left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
         raise CollapsebenchError(
             f"{run_dir} holds the logs of an earlier run ({shown}); a new run would mix its logs with them. "
             "Pass --overwrite to remove them first, or choose another --out."

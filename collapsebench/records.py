@@ -453,3 +453,12 @@ class LoggerContext:
     run_dir: Path
     #: True when the run continues from a checkpoint: a logger should append, not start over.
     resume: bool = False
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """Where a TensorBoard logger writes event files: ``<run_dir>/<run name>`` (so TensorBoard,
+        pointed at the run directory or above, names the run instead of calling it "."), or where
+        the run's event files already are when it resumes (collapsebench.eventfiles)."""
+        from collapsebench import eventfiles
+
+        return eventfiles.log_dir(self.run_dir, eventfiles.run_name(self.config.to_dict(), Path(self.run_dir).name))

@@ -564,11 +564,15 @@ def _clear_run_dir(run_dir: Path, registry: Registry) -> None:
 
     for name in (results_io.RESULTS_FILE, "model.pt"):
         (run_dir / name).unlink(missing_ok=True)
-    for path in [*run_dir.glob("events.out.tfevents.*"), *registry.logger_outputs(run_dir)]:
+    removed = [*eventfiles.event_files(run_dir), *registry.logger_outputs(run_dir)]
+    for path in removed:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+    for folder in {path.parent for path in removed} - {run_dir}:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # an emptied per-run TensorBoard folder
 
 
 def _check_resumed_identity(recorded: dict | None, current: dict, run_dir: Path) -> None:

@@ -69,7 +69,7 @@ def test_tensorboard_events_hold_accuracy_and_erank(default_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir, result = default_run
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    events = EventAccumulator(str(run_dir / "split-digits-mlp-naive-seed0"), size_guidance={"scalars": 0}).Reload()
     tags = events.Tags()["scalars"]
     assert any(t.startswith("Top1_Acc_Exp/eval_phase/test_stream") for t in tags)
     first_tap = result["taps"][0]["name"]
@@ -78,6 +78,40 @@ def test_tensorboard_events_hold_accuracy_and_erank(default_run):
     recorded = [r["value"] for r in result["metrics"]
                 if (r["name"], r["kind"], r["layer"]) == ("erank", "activation", first_tap)]
     assert values == pytest.approx(recorded, rel=1e-5)
+
+
+def test_tensorboard_names_the_run_wherever_it_is_pointed(default_run):
+    """Event files in the run directory itself would be the run "." of `tensorboard --logdir RUN_DIR`."""
+    from tensorboard_view import runs
+
+    run_dir, _ = default_run
+    assert runs(run_dir) == ["split-digits-mlp-naive-seed0"]
+    assert runs(run_dir.parent) == ["out/split-digits-mlp-naive-seed0"]
+    assert [p.name for p in run_dir.glob("events.out.tfevents.*")] == []
+
+
+def test_custom_scalars_name_every_line_by_its_layer(default_run):
+    """What the Custom Scalars tab shows: each chart's lines, named "<tag> (<run>)" by TensorBoard."""
+    from tensorboard_view import chart_lines
+
+    from collapsebench.report.tensorboard import PER_EXPERIENCE_CATEGORY
+
+    run_dir, result = default_run
+    taps = [t["name"] for t in result["taps"]]
+    lines = chart_lines(run_dir)
+    by_layer = {key: names for key, names in lines.items()
+                if key[0].startswith("collapse: ") or key[0] == PER_EXPERIENCE_CATEGORY and " by layer: " in key[1]}
+    assert len(by_layer) >= 20 and all(lines.values())
+    for (category, title), names in by_layer.items():
+        assert len(names) == len(set(names))
+        tags = [name.removesuffix(" (split-digits-mlp-naive-seed0)") for name in names]
+        assert all(tag != name for tag, name in zip(tags, names)), names  # the run, by name
+        assert sorted(tag.rsplit("/", 1)[1] for tag in tags) == sorted(taps), (title, names)  # one line per layer
+        if category == PER_EXPERIENCE_CATEGORY:
+            assert title.endswith(f" by layer: {', '.join(taps)}")
+    (accuracy,) = [names for (_, title), names in lines.items() if title.startswith("test accuracy after each")]
+    assert sorted(accuracy) == sorted([f"per_experience/accuracy/test_exp{j} (split-digits-mlp-naive-seed0)"
+                                       for j in range(5)] + ["per_experience/accuracy/mean_seen (split-digits-mlp-naive-seed0)"])
 
 
 def test_same_seed_same_accuracy_matrix(default_run, cli, tmp_path):

@@ -168,8 +168,11 @@ def test_plasticity_is_the_diagonal_over_the_fresh_accuracy(full_run):
 def test_tensorboard_gets_scalars_histograms_and_density_figures(full_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from collapsebench.eventfiles import log_dirs
+
     run_dir, result = full_run
-    tags = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "histograms": 0, "images": 0}).Reload().Tags()
+    (events_dir,) = log_dirs(run_dir)
+    tags = EventAccumulator(str(events_dir), size_guidance={"scalars": 0, "histograms": 0, "images": 0}).Reload().Tags()
     layer = result["taps"][0]["name"]
     assert {f"stable_rank/weight/{layer}", f"feature_rank/activation/{layer}", f"cka/exp0/{layer}",
             "hessian_trace/model/all", "hessian_trace/model_start/all", f"hessian_erank/layer/{layer}",

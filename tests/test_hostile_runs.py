@@ -147,17 +147,19 @@ def test_failed_rerun_leaves_a_complete_run_untouched(cli, tmp_path):
     run_dir = tmp_path / "run"
     code, out, err = cli("run", *ONE_EPOCH, "--out", run_dir)
     assert code == 0, err
-    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     # With --overwrite, but data that is missing: the failure must come before anything is touched.
     code, out, err = cli("run", "--overwrite", "--stream", "split-mnist", "--data-root", tmp_path / "nothing",
                          *ONE_EPOCH, "--out", run_dir)
     assert code == 2 and "MNIST is not in the data root" in err
-    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
 
     code, out, err = cli("run", "--overwrite", *ONE_EPOCH, "--seed", "1", "--out", run_dir)
     assert code == 0, err
-    events = [p for p in run_dir.iterdir() if p.name.startswith("events.out.tfevents")]
-    assert len(events) == 1  # the old run's TensorBoard file went with it
+    events = [p.relative_to(run_dir) for p in run_dir.rglob("events.out.tfevents.*")]
+    assert len(events) == 1, events  # the old run's TensorBoard file went with it
+    assert events[0].parent.name == "split-digits-mlp-naive-seed1"  # and its folder: the new run has a new name
+    assert not (run_dir / "split-digits-mlp-naive-seed0").exists()
     assert json.loads((run_dir / "results.json").read_text())["config"]["seed"] == 1
 
 
@@ -182,7 +184,7 @@ def scalar_steps(run_dir) -> list[tuple[str, int]]:
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
     seen = []
-    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+    for path in sorted(run_dir.rglob("events.out.tfevents.*")):
         for event in EventFileLoader(str(path)).Load():
             seen += [(v.tag, event.step) for v in event.summary.value if v.tag != "custom_scalars__config__"]
     return seen
@@ -203,7 +205,8 @@ def test_resume_logs_no_scalar_twice_for_one_step(cli, tmp_path):
     steps = scalar_steps(tmp_path)
     duplicated = {key for key in steps if steps.count(key) > 1}
     assert not duplicated, sorted(duplicated)[:10]
-    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
+    # Both event files in the run's one folder: TensorBoard shows one run, by its name.
+    assert [p.parent.name for p in tmp_path.rglob("events.out.tfevents.*")] == ["split-digits-mlp-naive-seed0"] * 2
     assert len(steps) > len(before)
 
 

@@ -179,19 +179,31 @@ def test_overwrite_clears_every_trackers_old_files(cli, tmp_path):
     (run_dir / "wandb" / "offline-run-old").mkdir(parents=True)
     (run_dir / "csv").mkdir()
     (run_dir / "csv" / "eval_results.csv").write_text("old\n")
-    stale = run_dir / "events.out.tfevents.1.old-host"
+    stale = run_dir / "events.out.tfevents.1.old-host"  # where runs before the per-run folder wrote them
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(run_dir), filename_suffix=".old")
-    writer.add_scalar("from_the_old_run", 1.0, 0)
-    writer.close()
+    # An earlier run's events in its own folder (another seed: another name), and in the old place.
+    for where in (run_dir / "split-digits-mlp-naive-seed7", run_dir / "split-digits-mlp-naive-seed0"):
+        writer = SummaryWriter(str(where), filename_suffix=".old")
+        writer.add_scalar("from_the_old_run", 1.0, 0)
+        writer.close()
     stale.write_bytes(b"")
     code, _, err = cli("run", "--out", run_dir, "--overwrite", "--epochs", "1", "--probe-size", "100",
                        "--evaluators", "weights")
     assert code == 0, err
     assert not stale.exists() and not (run_dir / "wandb").exists() and not (run_dir / "csv").exists()
-    events = EventAccumulator(str(run_dir))
+    assert not (run_dir / "split-digits-mlp-naive-seed7").exists()  # emptied, so removed
+    events = EventAccumulator(str(run_dir / "split-digits-mlp-naive-seed0"))
     events.Reload()
     tags = events.Tags()["scalars"]
     assert "from_the_old_run" not in tags and "per_experience/accuracy/mean_seen" in tags
-    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    assert len(list(run_dir.rglob("events.out.tfevents.*"))) == 1
+
+
+def test_a_folder_with_an_earlier_runs_events_is_refused_without_overwrite(cli, tmp_path):
+    stale = tmp_path / "run" / "split-digits-mlp-replay-seed0" / "events.out.tfevents.1.old-host"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an earlier run's events")
+    code, _, err = cli("run", "--out", tmp_path / "run")
+    assert code == 2 and "split-digits-mlp-replay-seed0" in err and "--overwrite" in err
+    assert stale.exists()

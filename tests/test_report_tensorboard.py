@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.custom_scalar import layout_pb2
 from torch.utils.tensorboard import SummaryWriter
 
+from collapsebench.eventfiles import event_files, log_dirs
 from collapsebench.report.tensorboard import (
     LAYOUT_TAG,
     PER_EXPERIENCE_CATEGORY,
@@ -28,7 +29,7 @@ from collapsebench.report.tensorboard import (
 
 def read_layouts(run_dir: Path) -> list[layout_pb2.Layout]:
     layouts = []
-    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+    for path in event_files(run_dir):
         for event in EventFileLoader(str(path)).Load():
             for value in event.summary.value:
                 if value.tag == LAYOUT_TAG:
@@ -37,7 +38,8 @@ def read_layouts(run_dir: Path) -> list[layout_pb2.Layout]:
 
 
 def image_steps(run_dir: Path) -> dict[str, list[int]]:
-    events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    folders = log_dirs(run_dir)
+    events = EventAccumulator(str(folders[0] if folders else run_dir), size_guidance={"images": 0})
     events.Reload()
     return {tag: [image.step for image in events.Images(tag)] for tag in events.Tags()["images"]}
 
@@ -128,6 +130,18 @@ def test_finished_run_gets_layout_and_figures_after_the_fact(tmp_path):
     assert has_layout(run_dir)
     again = log_run_directory(run_dir, images=False)
     assert not again["layout"] and len(read_layouts(run_dir)) == 1  # TensorBoard uses the first layout
+    # In a folder named after the run, so that TensorBoard does not call it "."
+    assert log_dirs(run_dir) == [run_dir / "split-digits-mlp-naive-seed0"]
+
+
+def test_a_run_from_before_the_per_run_folder_keeps_one_folder(tmp_path):
+    """Its events in the run directory itself: the report's go beside them, not into a second run."""
+    run_dir = write_run(tmp_path / "old", include=("erank",))
+    writer = SummaryWriter(str(run_dir))
+    writer.add_scalar("Top1_Acc_Stream/eval_phase/test_stream/Task000", 0.5, 1)
+    writer.close()
+    log_run_directory(run_dir, images=False)
+    assert log_dirs(run_dir) == [run_dir] and len(event_files(run_dir)) == 2
 
 
 def test_logdir_spec_names_runs_uniquely(tmp_path):
@@ -144,6 +158,10 @@ def test_tensorboard_command_dry_run(tmp_path, cli):
     assert f"--logdir_spec naive:{one.resolve()},replay:{two.resolve()}" in out
     code, _, err = cli("tensorboard", tmp_path / "missing", "--dry-run")
     assert code == 2 and "No such run directory" in err
+    # A run directory whose events lie in its run folder is given as that folder: shown as "naive".
+    log_run_directory(one, images=False)
+    code, out, _ = cli("tensorboard", one, "--dry-run")
+    assert out.split()[-2:] == ["--logdir_spec", f"naive:{one.resolve() / 'split-digits-mlp-naive-seed0'}"]
 
 
 def test_registering_the_report_commands_imports_nothing_heavy():

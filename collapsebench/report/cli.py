@@ -105,9 +105,8 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
         extra += ["--port", str(args.port)]
     if args.host:
         extra += ["--host", args.host]
-    command = tensorboard_command(paths, extra)
     if args.dry_run:
-        print(" ".join(command))
+        print(" ".join(tensorboard_command(paths, extra)))
         return 0
     if not args.no_layout:
         from collapsebench.report.tensorboard import has_layout, log_run_directory
@@ -116,6 +115,7 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
             if (path / "results.json").exists() and not has_layout(path):
                 log_run_directory(path, images=False)
                 print(f"collapsebench: added a custom-scalars layout to {path}")
+    command = tensorboard_command(paths, extra)  # after the layouts: they may have made a run's event folder
     try:
         return subprocess.call(command)
     except KeyboardInterrupt:

@@ -118,7 +118,9 @@ def has_layout(run_dir: str | Path) -> bool:
     """Whether any event file of the run already holds a custom-scalars layout (TensorBoard uses the first)."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-    for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
+    from collapsebench.eventfiles import event_files
+
+    for path in event_files(run_dir):
         for event in EventFileLoader(str(path)).Load():
             if any(value.tag == LAYOUT_TAG for value in event.summary.value):
                 return True
@@ -204,11 +206,12 @@ def image_steps(n_experiences: int, most: int = MAX_IMAGE_STEPS) -> list[int]:
 def log_run_directory(run_dir: str | Path, images: bool = True, layout: bool = True) -> dict[str, Any]:
     """Add the layout (if the run has none) and the figures at every experience to a finished run's TensorBoard.
 
-    Writes a separate event file into the run directory; TensorBoard reads all of a
-    directory's event files as one run. Returns what was written.
+    Writes a separate event file beside the run's own (collapsebench.eventfiles.log_dir);
+    TensorBoard reads all of a folder's event files as one run. Returns what was written.
     """
     from torch.utils.tensorboard import SummaryWriter
 
+    from collapsebench.eventfiles import log_dir, run_name
     from collapsebench.results import read_results
 
     run_dir = Path(run_dir)
@@ -217,7 +220,8 @@ def log_run_directory(run_dir: str | Path, images: bool = True, layout: bool = T
     need_layout = layout and not has_layout(run_dir)
     if not need_layout and not images:
         return written
-    writer = SummaryWriter(str(run_dir), filename_suffix=".collapsebench-report")
+    where = log_dir(run_dir, run_name(result.get("config") or {}, run_dir.resolve().name))
+    writer = SummaryWriter(str(where), filename_suffix=".collapsebench-report")
     try:
         if need_layout:
             write_layout(writer, result.get("metrics") or [])
@@ -235,7 +239,13 @@ def log_run_directory(run_dir: str | Path, images: bool = True, layout: bool = T
 
 
 def logdir_spec(run_dirs: Sequence[str | Path]) -> str:
-    """``name:path,...`` for ``tensorboard --logdir_spec``, names from the directories' own names, made unique."""
+    """``name:path,...`` for ``tensorboard --logdir_spec``, names from the directories' own names, made unique.
+
+    A run directory whose event files lie in one folder (``<run dir>/<run name>/``) is given as
+    that folder, so the run is shown as ``name``, not ``name/<run name>``.
+    """
+    from collapsebench.eventfiles import log_dirs
+
     used: dict[str, int] = {}
     parts = []
     for path in run_dirs:
@@ -244,12 +254,13 @@ def logdir_spec(run_dirs: Sequence[str | Path]) -> str:
         used[name] = used.get(name, 0) + 1
         if used[name] > 1:
             name = f"{name}-{used[name]}"
-        parts.append(f"{name}:{path}")
+        holders = log_dirs(path)
+        parts.append(f"{name}:{holders[0] if len(holders) == 1 else path}")
     return ",".join(parts)
 
 
 def tensorboard_command(run_dirs: Sequence[str | Path], extra: Sequence[str] = ()) -> list[str]:
     import sys
 
-    # Even one run goes by name: with --logdir pointing at the run itself, TensorBoard calls it ".".
+    # Even one run goes by the name given here, whatever folder its event files lie in.
     return [sys.executable, "-m", "tensorboard.main", "--logdir_spec", logdir_spec(run_dirs), *extra]

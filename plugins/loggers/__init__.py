@@ -27,7 +27,7 @@ def run_label(context: LoggerContext) -> str:
 def _tensorboard(context: LoggerContext):
     from avalanche.logging import TensorboardLogger
 
-    return TensorboardLogger(context.run_dir)
+    return TensorboardLogger(context.tensorboard_dir)
 
 
 def _csv(context: LoggerContext):
@@ -113,8 +113,9 @@ def _mlflow(context: LoggerContext):
 @hookimpl
 def collapsebench_loggers():
     return [
-        Logger("tensorboard", "TensorBoard event files in the run directory (the default)", _tensorboard,
-               outputs=("events.out.tfevents.*",)),
+        # Event files lie in a folder named after the run (runs from before it: in the run directory).
+        Logger("tensorboard", "TensorBoard event files in <run dir>/<run name>/ (the default)", _tensorboard,
+               outputs=("events.out.tfevents.*", "*/events.out.tfevents.*")),
         Logger("csv", "Avalanche's CSVLogger: csv/training_results.csv and csv/eval_results.csv", _csv,
                outputs=("csv",)),
         Logger("wandb", "Weights & Biases through Avalanche's WandBLogger (WANDB_MODE=offline works)", _wandb,
