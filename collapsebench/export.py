@@ -134,15 +134,25 @@ def _parquet_writer():
         import pyarrow.parquet
     except ImportError:
         raise CollapsebenchError(
-            "--format parquet needs pyarrow, which is not installed: pip install pyarrow (or uv add pyarrow), "
-            "or use --format csv."
+            "--format parquet needs pyarrow, which is not installed: uv sync --extra export "
+            "(or pip install pyarrow), or use --format csv."
         ) from None
+
+    def column(values: list[Any]):
+        kinds = {type(v) for v in values if v is not None}
+        if len(kinds) <= 1 or kinds == {int, float}:
+            return pyarrow.array(values)
+        # Values of several types in one column (a summary that is a number in one run and a flag
+        # or text in another): a parquet column has one type, and pyarrow would turn True into
+        # 1.0 or refuse, so the column is text, as in CSV.
+        return pyarrow.array([None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values],
+                             type=pyarrow.string())
 
     def write(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         from collapsebench.results import atomic_write_bytes
 
         names = columns_of(rows)
-        table = pyarrow.Table.from_pylist([{k: row.get(k) for k in names} for row in rows]) if rows else pyarrow.table({})
+        table = pyarrow.table({k: column([row.get(k) for row in rows]) for k in names}) if rows else pyarrow.table({})
         buffer = pyarrow.BufferOutputStream()
         pyarrow.parquet.write_table(table, buffer)
         atomic_write_bytes(path, buffer.getvalue().to_pybytes())

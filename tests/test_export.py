@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
+import sys
 
 import pytest
 
@@ -64,22 +64,51 @@ def test_export_of_a_folder_without_results_is_a_user_error(cli, tmp_path):
     assert code == 2 and "results.json" in err and "Traceback" not in err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is not None, reason="pyarrow is installed here")
-def test_parquet_without_pyarrow_says_what_to_install(cli, tmp_path):
+def test_parquet_without_pyarrow_says_what_to_install(cli, tmp_path, monkeypatch):
+    """pyarrow is a dev dependency, so its absence is simulated: the import fails as if not installed."""
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     run, _ = _run(tmp_path / "naive")
     code, _, err = cli("export", run, "--format", "parquet", "--out", tmp_path / "tables")
-    assert code == 2 and "pyarrow" in err and "--format csv" in err
-    assert not (tmp_path / "tables" / "summaries.parquet").exists()
+    assert code == 2 and "uv sync --extra export" in err and "--format csv" in err and "Traceback" not in err
+    assert not (tmp_path / "tables").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="pyarrow is not installed")
-def test_parquet_tables_hold_the_same_rows(cli, tmp_path):
-    import pyarrow.parquet
+@pytest.fixture
+def pq():
+    """pyarrow.parquet: a dev dependency (and the optional extra 'export')."""
+    return pytest.importorskip("pyarrow.parquet")
 
+
+def test_parquet_round_trip_of_two_runs(cli, tmp_path, pq):
+    from collapsebench.export import tables
+
+    (a, result_a), (b, result_b) = _run(tmp_path / "naive", strategy="naive"), _run(tmp_path / "replay", strategy="replay", seed=1)
+    code, _, err = cli("export", a, b, "--format", "parquet", "--out", tmp_path / "tables")
+    assert code == 0, err
+    expected = tables([(str(a), result_a), (str(b), result_b)])
+    for name, rows in expected.items():
+        table = pq.read_table(tmp_path / "tables" / f"{name}.parquet")
+        assert table.num_rows == len(rows) > 0
+        assert table.to_pylist() == [{column: row.get(column) for column in table.column_names} for row in rows]
+    summaries = pq.read_table(tmp_path / "tables" / "summaries.parquet")
+    types = dict(zip(summaries.column_names, summaries.schema.types))
+    assert str(types["value"]) == "double" and str(types["seed"]) == "int64" and str(types["strategy"]) == "string"
+    # Same columns as the CSV tables, in the same order.
+    cli("export", a, b, "--out", tmp_path / "csv")
+    assert summaries.column_names == list(_read(tmp_path / "csv" / "summaries.csv")[0])
+
+
+def test_a_parquet_column_of_mixed_types_is_text(cli, tmp_path, pq):
     run, result = _run(tmp_path / "naive")
-    assert cli("export", run, "--format", "parquet", "--out", tmp_path / "tables")[0] == 0
-    table = pyarrow.parquet.read_table(tmp_path / "tables" / "metrics.parquet")
-    assert table.num_rows == len(result["metrics"])
+    result["summary"]["converged"] = True  # a flag among numbers: one parquet column cannot hold both
+    (run / "results.json").write_text(json.dumps(result))
+    code, _, err = cli("export", run, "--format", "parquet", "--out", tmp_path / "tables")
+    assert code == 0, err
+    rows = pq.read_table(tmp_path / "tables" / "summaries.parquet").to_pylist()
+    values = {row["summary"]: row["value"] for row in rows if row["experience"] is None}
+    assert values["converged"] == "true"
+    assert float(values["average_accuracy"]) == pytest.approx(result["summary"]["average_accuracy"])
 
 
 def test_leaderboard_csv_has_one_row_per_entry_and_metric(cli):
