@@ -125,7 +125,7 @@ def test_wandb_logger_writes_an_offline_run(tracked_run):
 
 def test_mlflow_logger_records_a_run_in_a_local_store(tmp_path):
     """Read back with MLflow's own client: the run's parameters, its metric history, its end."""
-    pytest.importorskip("mlflow", reason="the mlflow extra is not installed (uv sync --extra mlflow)")
+    pytest.importorskip("mlflow", reason="mlflow is not installed (it is in the dev group; outside it: uv sync --extra mlflow)")
     from mlflow.tracking import MlflowClient
 
     from collapsebench.cli import main
