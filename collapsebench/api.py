@@ -111,7 +111,7 @@ def run(config: Mapping[str, Any] | str | os.PathLike | None = None, /, *, plugi
     from collapsebench.cli import build_parser, prepare_runs
     from collapsebench.config import check_layer, load_toml
     from collapsebench.preflight import check_data
-    from collapsebench.results import RESULTS_FILE
+    from collapsebench.results import RESULTS_FILE, read_status
 
     args = build_parser().parse_args(["run"])
     args.plugin = list(plugins)
@@ -131,7 +131,7 @@ def run(config: Mapping[str, Any] | str | os.PathLike | None = None, /, *, plugi
     results = []
     for run_config in configs:
         run_dir = run_config.run_dir()
-        if resume is not None and _status(run_dir / RESULTS_FILE) == "complete":
+        if resume is not None and read_status(run_dir / RESULTS_FILE) == "complete":
             say(f"collapsebench: {run_dir} is already complete; nothing to resume.")
             results.append(load_run(run_dir))
             continue
@@ -159,14 +159,6 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
-
-
-def _status(path: Path) -> str | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data.get("status") if isinstance(data, dict) else None
 
 
 SHOW_WARNINGS_ENV = "COLLAPSEBENCH_SHOW_WARNINGS"

@@ -206,19 +206,15 @@ def cmd_list(args) -> int:
 def prepare_runs(args, file_layer=None):
     """The manager, registry and one checked config per run that ``run`` arguments ask for.
 
-    ``file_layer``, already checked, stands in for ``--config`` (``collapsebench.run``'s mapping).
+    The arguments become the planner's sources (collapsebench.planner), the same code that plans
+    a sweep's cells and a verify re-run. ``file_layer``, already checked, stands in for
+    ``--config`` (``collapsebench.run``'s mapping).
     """
-    from collapsebench.config import (
-        assign_component_option,
-        build_config,
-        load_toml,
-        parse_assignment,
-        resolve_component_options,
-        seed_dir,
-    )
+    from collapsebench.config import load_toml, parse_assignment
     from collapsebench.manager import build_manager
+    from collapsebench.planner import Sources, check_new_run_dir, plan_runs
     from collapsebench.registry import Registry
-    from collapsebench.tracks import get_track, track_layer
+    from collapsebench.tracks import get_track
 
     if args.resume:
         return _resumed_run(args)
@@ -229,63 +225,14 @@ def prepare_runs(args, file_layer=None):
     manager = build_manager(flags["plugins"])
     registry = Registry(manager)
     track_name = args.track or file_layer.get("track")
-    layers = [file_layer, flags]
-    seeds = [flags.get("seed", file_layer.get("seed", 0))]
-    if track_name:
-        track = get_track(manager, track_name)
-        protocol = track_layer(track, {k: v for layer in layers for k, v in layer.items()})
-        layers = [protocol, *layers, {"track": track.name}]
-        if "seed" not in flags and "seed" not in file_layer:
-            seeds = list(track.seeds)
-    configs = []
-    for seed in seeds:
-        seed_layer = {"seed": seed}
-        if track_name and "out" in flags and len(seeds) > 1:
-            seed_layer["out"] = str(seed_dir(flags["out"], seed))
-        config = build_config(*layers, seed_layer)
-        for key, value in map(parse_assignment, args.stream_option):
-            config.stream_options[key] = value
-        for key, value in map(parse_assignment, args.model_option):
-            config.model_options[key] = value
-        for key, value in map(parse_assignment, args.strategy_option):
-            assign_component_option(config.strategy_options, config.strategy_components, registry, "strategy", key, value)
-        for key, value in map(parse_assignment, args.evaluator_option):
-            assign_component_option(config.evaluator_options, config.evaluators, registry, "evaluator", key, value)
-        if track_name and (args.stream_option or args.model_option or args.evaluator_option):
-            raise CollapsebenchError(f"Track {track_name!r} fixes the stream, model and evaluator options.")
-        resolve_component_options(config, registry)  # bad names and options fail before Avalanche loads
-        _check_new_run_dir(config.run_dir(), args.overwrite, registry)
-        configs.append(config)
-    return manager, registry, configs
-
-
-def _check_new_run_dir(run_dir, overwrite: bool, registry=None) -> None:
-    """A run directory that can be written and holds no earlier run (unless --overwrite)."""
-    from collapsebench.checkpoint import CHECKPOINT_FILE
-    from collapsebench.config import check_run_dir
-    from collapsebench.results import RESULTS_FILE
-
-    check_run_dir(run_dir)
-    if overwrite:
-        return
-    if (run_dir / CHECKPOINT_FILE).exists():
-        raise CollapsebenchError(
-            f"{run_dir} holds an interrupted run: continue it with `collapsebench run --resume {run_dir}`, "
-            "or pass --overwrite to start it over."
-        )
-    if (run_dir / RESULTS_FILE).exists():
-        status = _status(run_dir / RESULTS_FILE) or "unreadable"
-        raise CollapsebenchError(
-            f"{run_dir} already holds a run (results.json, status {status}); pass --overwrite to replace it, "
-            "or choose another --out."
-        )
-    left = registry.logger_outputs(run_dir) if registry is not None else []
-    if left:
-        shown = ", ".join(str(p.relative_to(run_dir)) for p in left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
-        raise CollapsebenchError(
-            f"{run_dir} holds the logs of an earlier run ({shown}); a new run would mix its logs with them. "
-            "Pass --overwrite to remove them first, or choose another --out."
-        )
+    options = [(kind, *parse_assignment(text)) for kind in ("stream", "model", "strategy", "evaluator")
+               for text in getattr(args, f"{kind}_option")]
+    sources = Sources(track=get_track(manager, track_name) if track_name else None, file=file_layer, flags=flags,
+                      options=options)
+    planned = plan_runs(sources, registry)
+    for run in planned:
+        check_new_run_dir(run.run_dir, args.overwrite, registry)
+    return manager, registry, [run.config for run in planned]
 
 
 def _resumed_run(args):
@@ -293,8 +240,9 @@ def _resumed_run(args):
     from pathlib import Path
 
     from collapsebench.checkpoint import CONFIG_FILE, check_trusted
-    from collapsebench.config import build_config, check_run_dir, load_recorded_config, resolve_component_options
+    from collapsebench.config import check_run_dir, load_recorded_config
     from collapsebench.manager import build_manager
+    from collapsebench.planner import merged_config, plan, resume_sources
     from collapsebench.registry import Registry
 
     others = [f"--{k.replace('_', '-')}" for k in RUN_FLAGS if getattr(args, k, None) is not None]
@@ -307,11 +255,10 @@ def _resumed_run(args):
     recorded = load_recorded_config(run_dir, CONFIG_FILE)
     check_run_dir(run_dir)
     check_trusted(run_dir, getattr(args, "trust_checkpoint", False))  # before any plugin is imported
-    config = build_config({**recorded, "out": str(run_dir)})
-    manager = build_manager([*config.plugins, *args.plugin])
+    sources = resume_sources(run_dir, recorded)
+    manager = build_manager([*merged_config(sources).plugins, *args.plugin])
     registry = Registry(manager)
-    resolve_component_options(config, registry)
-    return manager, registry, [config]
+    return manager, registry, [plan(sources, registry).config]
 
 
 def cmd_run(args) -> int:
@@ -347,15 +294,9 @@ def cmd_run(args) -> int:
 
 
 def _is_complete(path) -> bool:
-    return _status(path) == "complete"
+    from collapsebench.results import read_status
 
-
-def _status(path) -> str | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data.get("status") if isinstance(data, dict) else None
+    return read_status(path) == "complete"
 
 
 COMMANDS.update({"run": cmd_run, "plugins": cmd_plugins, "list": cmd_list})

@@ -96,6 +96,15 @@ def read_results(run_dir: str | Path) -> dict[str, Any]:
     return with_evaluation(data)
 
 
+def read_status(path: str | Path) -> str | None:
+    """The ``status`` a results.json records; None when it cannot be read as one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data.get("status") if isinstance(data, dict) else None
+
+
 def with_evaluation(result: dict[str, Any]) -> dict[str, Any]:
     """``result`` with its ``evaluation`` record; results written before protocols existed
     measured the full matrix, and say so now."""

@@ -119,16 +119,15 @@ def check_strategy_source(submission: dict[str, Any], manager, registry) -> None
         raise CollapsebenchError("Cannot verify: " + "; ".join(problems) + ".")
 
 
-def rerun_config(run: dict[str, Any], plugin_specs: Sequence[str], out: Path, data_root: str | None, device: str | None):
-    from collapsebench.config import FIELDS, build_config
+def rerun_config(run: dict[str, Any], plugin_specs: Sequence[str], out: Path, data_root: str | None, device: str | None,
+                 registry):
+    """The re-run of one submitted run (collapsebench.planner.PlannedRun): its recorded config, less
+    what was local to the machine it ran on, written to ``out`` with the verifier's plugins."""
+    from collapsebench.config import FIELDS
+    from collapsebench.planner import plan_rerun
 
     layer = {key: value for key, value in run["config"].items() if key in FIELDS and key not in LOCAL_CONFIG_KEYS}
-    layer.update(out=str(out), plugins=list(plugin_specs))
-    if data_root:
-        layer["data_root"] = data_root
-    if device:
-        layer["device"] = device
-    return build_config(layer)
+    return plan_rerun(layer, registry, out=out, plugins=plugin_specs, data_root=data_root, device=device)
 
 
 def verify(
@@ -142,7 +141,7 @@ def verify(
     echo: Callable[[str], None] = print,
 ) -> Verdict:
     """Re-run one seed of a (valid) submission and compare; the verdict says how it went."""
-    from collapsebench.config import resolve_component_options, seed_dir
+    from collapsebench.config import seed_dir
     from collapsebench.tracks import load_tracks
 
     manager, registry = load_manager(submission.get("plugins", []), plugins)
@@ -158,9 +157,9 @@ def verify(
     with tempfile.TemporaryDirectory(prefix="collapsebench-verify-") as scratch:
         run_dir = Path(out) if out else seed_dir(scratch, seed)
         specs = [s for s in _specs(manager)]
-        config = rerun_config(run, specs, run_dir, data_root, device)
-        options = resolve_component_options(config, registry)
-        differing = compare(run["resolved_options"], options, "resolved_options")
+        planned = rerun_config(run, specs, run_dir, data_root, device, registry)
+        config = planned.config
+        differing = compare(run["resolved_options"], planned.resolved_options, "resolved_options")
         if differing:
             raise CollapsebenchError(
                 "Cannot verify: the installed components resolve other options than the submission recorded ("

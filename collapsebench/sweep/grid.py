@@ -10,15 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collapsebench.config import (
-    LOCAL_KEYS,
-    RunConfig,
-    build_config,
-    component_owners,
-    identity_of,
-    resolve_component_options,
-    track_run_dir,
-)
+from collapsebench.config import LOCAL_KEYS, identity_of
 from collapsebench.errors import CollapsebenchError
 from collapsebench.results import RESULTS_FILE
 
@@ -48,6 +40,12 @@ class Job:
     @property
     def label(self) -> str:
         return f"{self.strategy} seed{self.seed}"
+
+    @classmethod
+    def of(cls, run, grid: str, plugins) -> "Job":
+        """The job of a planned run (collapsebench.planner.PlannedRun) of the grid named ``grid``."""
+        return cls(grid, run.config.strategy, run.config.seed, str(run.run_dir), run.config.to_dict(), run.identity,
+                   tuple(plugins))
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -134,53 +132,12 @@ def build_jobs(
     free: dict[str, Any] | None = None,
     strategy_options: list[tuple[str, Any]] = (),
 ) -> list[Job]:
-    """One checked job per strategy and seed, strategy-major. ``free`` holds the settings a track
-    leaves to its user (device, data_root, download); ``strategy_options`` are ``(NAME.KEY | KEY,
-    value)`` pairs: a qualified key applies to the strategies that contain component NAME, a bare
-    key to those with exactly one component declaring it."""
-    from collapsebench.tracks import track_layer
+    """One checked job per strategy and seed, strategy-major, as collapsebench.planner.plan_sweep
+    plans them. ``free`` holds the settings a track leaves to its user (device, data_root,
+    download); ``strategy_options`` are ``(NAME.KEY | KEY, value)`` pairs: a qualified key applies
+    to the strategies that contain component NAME, a bare key to those with exactly one component
+    declaring it."""
+    from collapsebench.planner import plan_sweep
 
-    free = dict(free or {})
-    # Absolute, so that a worker in another working directory (a Ray node) reads the same data.
-    free["data_root"] = str(Path(free.get("data_root") or RunConfig().data_root).expanduser().resolve())
-    protocol = track_layer(track, free)
-    used = {key: False for key, _ in strategy_options}
-    jobs = []
-    for strategy in strategies:
-        options = _strategy_tables(strategy, registry, strategy_options, used)
-        for seed in seeds:
-            run_dir = track_run_dir(out, track.name, strategy, seed).resolve()
-            config = build_config(
-                protocol,
-                {**free, "strategy": strategy, "seed": seed, "out": str(run_dir), "plugins": list(plugins),
-                 "strategy_options": options},
-                {"track": track.name},
-            )
-            resolved = resolve_component_options(config, registry)  # bad names and options fail here
-            record = {**config.to_dict(), "resolved_options": resolved}
-            jobs.append(Job(track.name, strategy, seed, str(run_dir), config.to_dict(), identity_of(record),
-                            tuple(plugins)))
-    unused = [key for key, applied in used.items() if not applied]
-    if unused:
-        raise CollapsebenchError(
-            f"--strategy-option {', '.join(unused)} applies to none of the strategies {', '.join(strategies)}."
-        )
-    return jobs
-
-
-def _strategy_tables(strategy: str, registry, assignments, used: dict[str, bool]) -> dict[str, dict[str, Any]]:
-    components = [part.strip() for part in strategy.split("+")]
-    tables: dict[str, dict[str, Any]] = {}
-    for key, value in assignments:
-        if "." in key:
-            name, option = key.split(".", 1)
-            if name not in components:
-                continue
-        else:
-            owners = component_owners(components, registry, "strategy", key)
-            if len(owners) != 1:
-                continue  # the option belongs to other strategies of the sweep (or is misspelt: see `used`)
-            name, option = owners[0], key
-        tables.setdefault(name, {})[option] = value
-        used[key] = True
-    return tables
+    planned = plan_sweep(registry, track, strategies, seeds, out, plugins, free, strategy_options)
+    return [Job.of(run, track.name, plugins) for run in planned]
