@@ -34,13 +34,35 @@ def _entry_dict(kind: str, entry, details: bool) -> dict:
         data["scenarios"] = list(record.scenarios)
         data["default_scenario"] = record.default_scenario
     if details:
-        data["options"] = [
-            {"name": o.name, "default": o.default, "help": o.help, **({"choices": list(o.choices)} if o.choices else {})}
-            for o in record.options
-        ]
+        data["options"] = [_option_dict(o) for o in record.options]
         if kind == "architecture":
             data["parameters"] = parameter_counts(record)
     return data
+
+
+def _option_dict(option) -> dict:
+    data = {"name": option.name, "type": _type_name(option), "default": option.default, "help": option.help}
+    if option.choices:
+        data["choices"] = list(option.choices)
+    for bound in ("minimum", "maximum"):  # inclusive, as Option checks them
+        if getattr(option, bound) is not None:
+            data[bound] = getattr(option, bound)
+    return data
+
+
+def _type_name(option) -> str:
+    kind = option.type or (type(option.default) if option.default is not None else None)
+    return kind.__name__ if kind is not None else "any"
+
+
+def option_line(option: dict, bounds: str) -> str:
+    """``lr: float, default 0.1, >= 0: help``: one option of the --details table."""
+    parts = [option["type"], f"default {option['default']!r}"]
+    if bounds:
+        parts.append(bounds)
+    if option.get("choices"):
+        parts.append("one of " + "|".join(map(str, option["choices"])))
+    return f"{option['name']}: {', '.join(parts)}: {option['help']}"
 
 
 def _track_dict(track, details: bool) -> dict:
@@ -100,7 +122,8 @@ def describe(manager, registry: Registry, plurals: list[str], pattern: str = "*"
                 rows.append(row)
                 continue
             if details:
-                row.append("\n".join(f"{o['name']}={o['default']!r}: {o['help']}" for o in item["options"]) or "-")
+                bounds = {o.name: o.describe_bounds() for o in registry.get(PLURALS[plural], item["name"]).options}
+                row.append("\n".join(option_line(o, bounds[o["name"]]) for o in item["options"]) or "-")
                 if "parameters" in item:
                     row.append("\n".join(f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}"
                                          for k, v in item["parameters"].items()))

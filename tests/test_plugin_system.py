@@ -159,6 +159,37 @@ def test_list_shows_descriptions_and_stream_default_scenario(cli):
     assert {"name": "mem_size", "default": 2000} .items() <= strategies["replay"]["options"][0].items()
 
 
+def test_list_details_shows_each_option_s_type_default_bounds_and_choices(cli, tmp_path, monkeypatch):
+    plugin = tmp_path / "bounded_plugin.py"
+    plugin.write_text(textwrap.dedent("""
+        from collapsebench import Option, Strategy, StrategyParts, hookimpl
+
+        @hookimpl
+        def collapsebench_strategies():
+            return [Strategy("bounded", "options with bounds", lambda context, **o: StrategyParts(), options=(
+                Option("lr", 0.1, "step size", minimum=0.0),
+                Option("fraction", 0.5, "share kept", minimum=0.0, maximum=1.0),
+                Option("cap", 8, "most items", maximum=64),
+                Option("mode", "a", "how", choices=("a", "b")),
+                Option("seed", None, "a seed of its own", type=int, minimum=0),
+            ))]
+    """))
+    monkeypatch.setenv("COLUMNS", "400")  # one line per option, not wrapped
+    code, out, err = cli("list", "strategies", "bounded", "--details", "-p", plugin)
+    assert code == 0, err
+    lines = [line.split("bounded_plugin", 1)[1].strip() if "bounded_plugin" in line else line.strip()
+             for line in out.splitlines()[3:]]
+    assert lines == ["lr: float, default 0.1, >= 0: step size",
+                     "fraction: float, default 0.5, 0..1: share kept",
+                     "cap: int, default 8, <= 64: most items",
+                     "mode: str, default 'a', one of a|b: how",
+                     "seed: int, default None, >= 0: a seed of its own"]
+    code, out, err = cli("list", "strategies", "bounded", "--details", "--json", "-p", plugin)
+    options = {o["name"]: o for o in json.loads(out)["strategies"][0]["options"]}
+    assert (options["fraction"]["minimum"], options["fraction"]["maximum"], options["fraction"]["type"]) == (0.0, 1.0, "float")
+    assert "maximum" not in options["lr"] and "minimum" not in options["cap"] and options["seed"]["type"] == "int"
+
+
 def test_fast_commands_do_not_import_avalanche_or_torch():
     """--help, list and plugins must stay instant: no Avalanche (13 s) or torch (3 s) import."""
     probe = (
