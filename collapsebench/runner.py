@@ -246,6 +246,8 @@ class Progress:
     matrix: list[list[float | None]] = field(default_factory=list)  # rows so far, None where nothing is measured
     online_accuracy: list[float | None] = field(default_factory=list)
     done: int = 0  # experiences finished before the loop started (a resumed run's)
+    #: What stopped the loop when it failed (status "failed"): raised again once the result is written.
+    failure: BaseException | None = None
 
     @classmethod
     def fresh(cls, build_seconds: float) -> "Progress":
@@ -427,17 +429,22 @@ def train_experiences(run: BuiltRun, progress: Progress, manager: PluginManager,
     except TrainingDiverged as exc:
         echo(f"\n{str(exc).capitalize()}; writing the {len(matrix)} finished experience(s).")
         return "diverged", {"divergence": exc.record()}
-    except CollapsebenchError:
-        raise  # already a message for the user
-    except Exception as exc:  # noqa: BLE001 - whose bug it is decides what happens
-        owner = faults.culprit(exc, manager)
-        if owner is None:
-            raise  # collapsebench's own code (or a file error): the CLI reports it
+    except Exception as exc:  # noqa: BLE001 - whatever stopped it, what finished is kept
+        # Whose code raised decides the message and the exit code (finish_run); in every case the
+        # experiences that finished are written first, as for an interrupt or a divergence.
         import traceback
 
-        echo(f"\ncollapsebench plugin {owner!r} failed during training; writing a partial result.")
-        return "failed", {"error": {"plugin": owner, "message": f"{type(exc).__name__}: {exc}",
-                                    "traceback": traceback.format_exc()}}
+        progress.failure = exc
+        owner = faults.culprit(exc, manager)
+        for_the_user = isinstance(exc, CollapsebenchError)  # a message already, from a plugin or the host
+        who = f"collapsebench plugin {owner!r}" if owner else "collapsebench"
+        echo(f"\n{who} stopped the run before experience {len(matrix) + 1} finished; writing the {len(matrix)} "
+             "finished experience(s).")
+        return "failed", {"error": {
+            "plugin": owner, "experience": len(matrix), "user_error": for_the_user,
+            "message": str(exc) if for_the_user else f"{type(exc).__name__}: {exc}",
+            "traceback": None if for_the_user else traceback.format_exc(),
+        }}
     return "complete", {}
 
 
@@ -477,7 +484,13 @@ def finish_run(run: BuiltRun, progress: Progress, status: str, outcome: dict[str
     result.update(outcome)
     if status == "complete":
         results_io.atomic_write_bytes(run_dir / "model.pt", _state_dict_bytes(run.strategy.model))
-    results_io.write_json(run_dir / results_io.RESULTS_FILE, result, compact_rows=True)
+    try:
+        results_io.write_json(run_dir / results_io.RESULTS_FILE, result, compact_rows=True)
+    except OSError:
+        if progress.failure is None:
+            raise
+        run.stopper.release()
+        raise progress.failure from None  # the disk that failed the run cannot take its result either
     if status in ("complete", "diverged"):  # resuming a diverged run would only diverge again
         checkpoint.remove(run_dir)
         run.journal.remove()
@@ -495,14 +508,36 @@ def finish_run(run: BuiltRun, progress: Progress, status: str, outcome: dict[str
             '"status": "diverged". A smaller --lr usually helps.'
         )
     if status == "failed":
-        error = outcome["error"]
-        raise PluginFailed(
+        raise _failure(outcome["error"], progress.failure, run_dir, len(matrix))
+    return result
+
+
+def _failure(error: dict[str, Any], exc: BaseException, run_dir: Path, finished: int) -> BaseException:
+    """What a failed run raises once its result is written (docs/reliability.md, exit codes).
+
+    A CollapsebenchError keeps its message and exit code (2), with the plugin that raised it named;
+    another exception from a plugin's code is that plugin's bug (exit 3, its traceback kept); one
+    from collapsebench's own code is raised as it is (a traceback: collapsebench's bug; an OSError
+    becomes the CLI's file message).
+    """
+    kept = (f"{run_dir / results_io.RESULTS_FILE} holds the {finished} finished experience(s) "
+            f'with "status": "failed"')
+    resume = f"collapsebench run --resume {run_dir}"
+    if error["user_error"]:
+        where = f"collapsebench plugin {error['plugin']!r} stopped the run" if error["plugin"] else "The run stopped"
+        message = str(exc).rstrip()
+        message += "" if message.endswith((".", "?", "!")) else "."
+        failure = CollapsebenchError(f"{where} before experience {error['experience'] + 1} finished: {message} {kept}; "
+                                     f"once that is fixed, continue with: {resume}", details=exc.details)
+        failure.exit_code = exc.exit_code
+        return failure
+    if error["plugin"]:
+        return PluginFailed(
             f"collapsebench plugin {error['plugin']!r} raised during training: {error['message']}. This is a bug "
-            f"in that plugin; its traceback follows. The partial result is in {run_dir / results_io.RESULTS_FILE}, "
-            f"and a fixed plugin can continue with: collapsebench run --resume {run_dir}",
+            f"in that plugin; its traceback follows. {kept}, and a fixed plugin can continue with: {resume}",
             details=error["traceback"],
         )
-    return result
+    return exc
 
 
 def build_loggers(config: RunConfig, registry: Registry, context) -> list[Any]:

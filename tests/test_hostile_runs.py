@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -110,6 +111,51 @@ def test_plugin_raising_mid_training_is_named_and_keeps_the_partial_result(tmp_p
     assert result["status"] == "failed" and result["error"]["plugin"] == "raises_midway"
     assert len(result["accuracy_matrix"]) == 1
     assert (tmp_path / "checkpoint.pkl").exists()
+
+
+def test_plugin_stopping_the_run_with_a_message_keeps_the_partial_result(tmp_path):
+    """A CollapsebenchError from a collapsebench plugin mid-training: its message, exit 2, the plugin
+    named, no traceback (it is a message, not a bug), and the finished experience kept."""
+    process = subprocess.run(
+        [sys.executable, "-m", "collapsebench.cli", "run", "--plugin", str(HOSTILE / "refuses_midway.py"),
+         "--strategy", "naive+refuses_midway", *ONE_EPOCH, "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert process.returncode == 2, process.stderr
+    err = process.stderr
+    assert ("collapsebench plugin 'refuses_midway' stopped the run before experience 2 finished: "
+            "The replay buffer file /nowhere/buffer.npz is missing.") in err
+    assert "holds the 1 finished experience(s)" in err and f"collapsebench run --resume {tmp_path}" in err
+    assert "Traceback" not in err
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "failed" and len(result["accuracy_matrix"]) == 1
+    assert result["error"] == {"plugin": "refuses_midway", "experience": 1, "user_error": True,
+                               "message": "The replay buffer file /nowhere/buffer.npz is missing", "traceback": None}
+    assert (tmp_path / "checkpoint.pkl").exists()
+
+
+def test_collapsebench_failing_mid_training_keeps_what_was_measured(cli, tmp_path, monkeypatch):
+    """collapsebench's own code failing after an experience finished (here: its evaluation of
+    experience 2): the result is written with status "failed", then the error is raised as it is."""
+    from collapsebench import runner
+
+    calls = {"n": 0}
+    real = runner.evaluate
+
+    def fails_the_second_time(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ValueError("collapsebench's own bug")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate", fails_the_second_time)
+    with pytest.raises(ValueError, match="collapsebench's own bug"):
+        cli("run", *ONE_EPOCH, "--out", tmp_path)
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "failed" and len(result["accuracy_matrix"]) == 1
+    error = result["error"]
+    assert error["plugin"] is None and error["experience"] == 1 and not error["user_error"]
+    assert error["message"] == "ValueError: collapsebench's own bug" and "fails_the_second_time" in error["traceback"]
 
 
 def test_sigterm_stops_at_a_safe_point_with_a_partial_result(tmp_path):
@@ -224,6 +270,34 @@ def test_a_checkpoint_that_cannot_be_written_is_a_message(cli, tmp_path, monkeyp
     code, out, err = cli("run", *ONE_EPOCH, "--out", tmp_path)
     assert code == 2, err
     assert "The checkpoint could not be written in" in err and "Only 0 MiB are free there" in err
+    # The experience that finished before the checkpoint was due is kept.
+    assert "The run stopped before experience 2 finished: " in err and "holds the 1 finished experience(s)" in err
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "failed" and len(result["accuracy_matrix"]) == 1
+    assert result["error"]["plugin"] is None and result["error"]["user_error"]
+
+
+def test_a_result_that_cannot_be_written_either_leaves_the_first_error(cli, tmp_path, monkeypatch):
+    """The disk that failed the checkpoint refuses results.json too: the user sees the first error."""
+    import errno
+
+    from collapsebench import checkpoint, results
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_write_json = results.write_json
+
+    def no_results_json(path, *args, **kwargs):
+        if Path(path).name == results.RESULTS_FILE:
+            full_disk()
+        return real_write_json(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save", full_disk)
+    monkeypatch.setattr(results, "write_json", no_results_json)
+    code, out, err = cli("run", *ONE_EPOCH, "--out", tmp_path)
+    assert code == 2 and "The checkpoint could not be written in" in err and "Traceback" not in err
+    assert not (tmp_path / "results.json").exists()
 
 
 def test_held_signal_handlers_are_given_back():
