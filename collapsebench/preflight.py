@@ -18,18 +18,31 @@ def check_data(config, registry) -> None:
     from collapsebench.records import StreamContext
 
     entry = registry.entry("stream", config.stream)
-    check = getattr(entry.record, "check_data", None)
-    if check is None:
-        return
     options = resolve_component_options(config, registry)["stream"][config.stream]
     context = StreamContext(seed=config.seed, scenario=config.scenario or entry.record.default_scenario,
                             data_root=Path(config.data_root).expanduser(), download=config.download)
+
+    def check_stream(name: str, other_context: StreamContext, other_options) -> None:
+        """Another stream's options and data (a wrapper's base), as the run would build it."""
+        other = registry.entry("stream", name)
+        if not isinstance(other_options, dict):
+            raise CollapsebenchError(f"The options of stream {name!r} must be a table, got {other_options!r}.")
+        _check(other, other.record.resolve_options(other_options), other_context)
+
+    context.check_stream = check_stream
+    _check(entry, options, context)
+
+
+def _check(entry, options, context) -> None:
+    check = getattr(entry.record, "check_data", None)
+    if check is None:
+        return
     try:
         check(context, **options)
     except CollapsebenchError:
         raise
     except Exception as exc:
         raise CollapsebenchError(
-            f"The stream {config.stream!r} (from collapsebench plugin {entry.plugin!r}) failed to check its data: "
+            f"The stream {entry.record.name!r} (from collapsebench plugin {entry.plugin!r}) failed to check its data: "
             f"{type(exc).__name__}: {exc}"
         ) from None

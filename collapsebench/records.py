@@ -384,6 +384,10 @@ class StreamContext:
     #: ``build_stream(name, context, options) -> StreamData`` builds another registered stream
     #: (a wrapper such as random-labels builds its base through it).
     build_stream: Callable[..., Any] | None = None
+    #: ``check_stream(name, context, options)``, given to ``check_data`` before anything heavy is
+    #: imported: checks another registered stream's options (names, types, bounds) and data
+    #: without building it (a wrapper checks its base through it).
+    check_stream: Callable[..., Any] | None = None
 
 
 @dataclass

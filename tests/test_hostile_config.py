@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +57,37 @@ def expect_message(result, *fragments):
 def test_numeric_flags_are_finite_and_in_range(cli, tmp_path, flags, fragment):
     expect_message(cli("run", *flags, "--out", tmp_path / "run"), fragment)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("options, fragment", [
+    (["base_options={n_experiences=0}"], "option 'n_experiences' of 'split-digits': expected one of 1, 2, 5, 10, got 0"),
+    (["base_options={nosuch=1}"], "Unknown option of 'split-digits' 'nosuch'"),
+    (["base_options={test_fraction=1.5}"], "option 'test_fraction' of 'split-digits': expected at most 0.99"),
+    (["base_options=3"], "option 'base_options' of 'random-labels'"),
+    (["base=nosuch"], "Unknown stream 'nosuch'"),
+    (["base=random-labels"], "cannot use itself as its base stream"),
+])
+def test_random_labels_base_options_are_checked_before_avalanche_is_imported(tmp_path, options, fragment):
+    """Once caught only when the base was built, after the 20-60 s Avalanche import."""
+    flags = ["run", "--stream", "random-labels", "--stream-option", "base=split-digits"]
+    for option in options:
+        flags += ["--stream-option", option]
+    probe = (
+        "import sys; from collapsebench.cli import main; "
+        f"code = main({[*flags, '--out', str(tmp_path / 'run')]!r}); "
+        "print(code, sorted(m for m in ('avalanche', 'torch') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO)
+    assert result.stdout.strip().splitlines()[-1] == "2 []", result.stdout + result.stderr
+    assert fragment in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_random_labels_checks_the_base_options_before_its_data(cli, tmp_path):
+    """A split-mnist base whose data is missing: the bad option is what the user must fix first."""
+    expect_message(cli("run", "--stream", "random-labels", "--stream-option", "base_options={n_experiences=3}",
+                       "--data-root", tmp_path / "nothing", "--out", tmp_path / "run"),
+                   "option 'n_experiences' of 'split-mnist': expected one of 1, 2, 5, 10, got 3")
 
 
 @pytest.mark.parametrize("text, fragment", [

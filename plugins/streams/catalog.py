@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from collapsebench import Option, Stream
+from collapsebench import CollapsebenchError, Option, Stream
 
 from . import layout
 
@@ -67,10 +67,22 @@ def _base_default_evaluation(options) -> str | None:
 
 
 def _check_base_data(context, base="split-mnist", base_options=None, **options) -> None:
-    """random-labels reads its base's files: check them when the base is a built-in stream."""
+    """random-labels builds its base: the base's options and files are checked before any import,
+    through the host's ``context.check_stream`` (any registered base), else for a built-in base."""
+    if base == "random-labels":
+        raise CollapsebenchError("'random-labels' cannot use itself as its base stream.")
+    if not isinstance(base_options, dict):
+        raise CollapsebenchError(
+            f"Bad value for option 'base_options' of 'random-labels': expected a table, got {base_options!r}.")
+    check = getattr(context, "check_stream", None)
+    if check is not None:
+        check(base, context, base_options)
+        return
     record = next((s for s in STREAMS if s.name == base), None)
-    if record is not None and record.check_data is not None:
-        record.check_data(context, **{**record.option_defaults(), **(base_options or {})})
+    if record is not None:
+        resolved = record.resolve_options(base_options)
+        if record.check_data is not None:
+            record.check_data(context, **resolved)
 
 
 STREAMS = (
