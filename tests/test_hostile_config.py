@@ -164,6 +164,41 @@ def test_out_in_a_read_only_directory(cli, tmp_path):
         folder.chmod(0o700)
 
 
+def test_out_in_a_folder_that_refuses_writes(cli, tmp_path, monkeypatch):
+    """The case above, where the tests run as root (CI does): root may write into a read-only
+    folder, so the refusal the check asks the system about is simulated for that one folder."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    real_access = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if Path(path) == folder and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    expect_message(cli("run", "--out", folder / "run"), "is not writable", f"(it would be made in {str(folder)!r})")
+    expect_message(cli("run", "--out", folder), f"The run directory {str(folder)!r} is not writable")
+    assert list(folder.iterdir()) == []
+
+
+def test_a_run_directory_that_refuses_the_first_write_is_a_message(cli, tmp_path, monkeypatch):
+    """Permission lost after the check (or a folder even root cannot write, on a read-only mount):
+    the run's first write into it fails with PermissionError. A message, exit 2, nothing written."""
+    from collapsebench import results
+
+    run_dir = tmp_path / "run"
+
+    def refuse(path, payload):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(results, "atomic_write_bytes", refuse)
+    expect_message(cli("run", "--epochs", "1", "--probe-size", "100", "--out", run_dir),
+                   f"Could not read or write {str(run_dir / 'config.json')!r}: Permission denied.",
+                   "Check the permissions, or choose another --out.")
+    assert not (run_dir / "results.json").exists() and not (run_dir / "model.pt").exists()
+
+
 def test_disk_full_while_writing_is_a_message(tmp_path):
     """An OSError escaping a command (here ENOSPC) is reported by the CLI, not as a traceback."""
     import errno

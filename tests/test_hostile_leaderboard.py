@@ -194,7 +194,8 @@ def test_verified_only_cannot_write_the_pages(cli, tmp_path):
     assert code == 2 and "--verified-only" in err
 
 
-def test_verify_names_what_it_imports_and_needs_trust(cli, submission, tmp_path):
+def _untrusted_submission(submission, tmp_path) -> tuple[Path, Path]:
+    """A submission naming a plugin file that leaves a marker when imported, and a track nobody has."""
     marker = tmp_path / "MARKER"
     evil = write(tmp_path / "evil_plugin.py", f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n")
     data = copy.deepcopy(submission)
@@ -204,7 +205,52 @@ def test_verify_names_what_it_imports_and_needs_trust(cli, submission, tmp_path)
     data["track"]["name"] = "no-such-track"  # so that, trusted, it stops right after the import
     for run in data["runs"]:
         run["config"]["track"] = "no-such-track"
-    path = write(tmp_path / "sub.json", json.dumps(rehashed(data)))
+    return write(tmp_path / "sub.json", json.dumps(rehashed(data))), marker
+
+
+def _verify_on_a_terminal(path: Path, answer: str) -> tuple[int, str]:
+    """``collapsebench verify PATH`` with stdin and stdout on a pseudo-terminal, as typed at a shell:
+    waits for the prompt, types ``answer``, returns (exit code, everything the terminal showed)."""
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "collapsebench.cli", "verify", str(path)], cwd=REPO,
+                               stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+    os.close(follower)
+    shown, answered, deadline = b"", False, time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # the process closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            if not answered and b"[y/N]" in shown:
+                os.write(leader, answer.encode() + b"\n")
+                answered = True
+            if process.poll() is not None and not ready:
+                break
+        code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(leader)
+    assert answered, shown.decode(errors="replace")
+    return code, shown.decode(errors="replace")
+
+
+def test_verify_names_what_it_imports_and_needs_trust(cli, submission, tmp_path):
+    path, marker = _untrusted_submission(submission, tmp_path)
+    evil = tmp_path / "evil_plugin.py"
     code, out, err = cli("verify", path)
     assert code == 2, err
     assert f"file {evil}" in out and "--trust" in err, out + err
@@ -212,6 +258,23 @@ def test_verify_names_what_it_imports_and_needs_trust(cli, submission, tmp_path)
     code, out, err = cli("verify", path, "--trust")
     assert marker.exists()  # trusted: imported (the submission then fails validation, as it should)
     assert code == 2 and "no installed track is named 'no-such-track'" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("answer", ["", "n", "no"])
+def test_verify_on_a_terminal_imports_nothing_unless_told_yes(submission, tmp_path, answer):
+    path, marker = _untrusted_submission(submission, tmp_path)
+    code, shown = _verify_on_a_terminal(path, answer)
+    assert code == 2, shown
+    assert "Import and run them? [y/N]" in shown and "you declined to import" in shown, shown
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("answer", ["y", "YES"])
+def test_verify_on_a_terminal_imports_once_told_yes(submission, tmp_path, answer):
+    path, marker = _untrusted_submission(submission, tmp_path)
+    code, shown = _verify_on_a_terminal(path, answer)
+    assert marker.exists(), shown  # the answer stood in for --trust
+    assert code == 2 and "no installed track is named 'no-such-track'" in shown and "Traceback" not in shown, shown
 
 
 def test_a_board_that_refuses_writes_is_a_message(cli, runs, tmp_path, monkeypatch):
