@@ -15,6 +15,7 @@ SHARED_DATA = Path(os.environ.get("COLLAPSEBENCH_DATA_ROOT", REPO.parent / "shar
 
 # A small budget that still trains every experience: keeps end-to-end tests to seconds.
 QUICK = ["--epochs", "3", "--probe-size", "200"]
+CACHE_ENV = "COLLAPSEBENCH_CACHE_DIR"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,6 +31,21 @@ def private_signing_key(tmp_path_factory):
         os.environ.pop(HOME_ENV, None)
     else:
         os.environ[HOME_ENV] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory):
+    """Caches (split-digits' split, data-file digests) go to a folder of this session, never the
+    user's ~/.cache/collapsebench. Both caches resolve $COLLAPSEBENCH_CACHE_DIR when they are
+    read or written, so setting it in os.environ here covers every test and the subprocesses
+    tests start; one folder for the session keeps the first computation's result for the rest."""
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("collapsebench-cache"))
+    yield Path(os.environ[CACHE_ENV])
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
 
 
 @pytest.fixture
