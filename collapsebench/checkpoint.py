@@ -34,9 +34,13 @@ TRANSIENT_ATTRIBUTE = "collapsebench_transient"
 
 
 def transient(strategy) -> list[str]:
-    """The attributes of ``strategy`` that a checkpoint leaves out."""
-    names = (*TRANSIENT, *getattr(strategy, TRANSIENT_ATTRIBUTE, ()))
-    return [name for name in dict.fromkeys(names) if hasattr(strategy, name)]
+    """The attributes of ``strategy`` that a checkpoint leaves out.
+
+    Every class of the template's MRO may declare its own (several mixins each keep a cache).
+    """
+    declared = [name for owner in (strategy, *type(strategy).__mro__)
+                for name in vars(owner).get(TRANSIENT_ATTRIBUTE, ())]
+    return [name for name in dict.fromkeys((*TRANSIENT, *declared)) if hasattr(strategy, name)]
 _PROGRESS = "_collapsebench_progress"
 
 

@@ -11,6 +11,11 @@ Unshuffled, the batches are exactly DataLoader's. Shuffled, the order differs fr
 DataLoader's for the same seed: DataLoader's sampler seeds a generator of its own from the
 global RNG, TensorBatches draws its permutation from the global RNG directly. Each is fixed by
 the run's seed, and each epoch holds every sample once (tests/test_avalanche_equivalence.py).
+
+On a device other than the CPU the gathered tensors are moved there once, when gathered: each
+epoch then copies only its permutation (one index per sample) to the device, and every
+minibatch is cut out of device memory. The permutation is still drawn on the CPU generator, so
+a run's batches are the same on every device.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ class TensorBatches:
         # randperm on the global generator, as DataLoader's RandomSampler draws from it too:
         # runs stay reproducible from the run's seed.
         order = torch.randperm(n) if self.shuffle else None
+        if order is not None:
+            # One copy of the permutation per epoch to the tensors' device; the minibatches are
+            # then cut there, with no copy from host memory per step (a no-op on the CPU).
+            order = order.to(self.tensors[0].device)
         for start in range(0, n, self.batch_size):
             if self.drop_last and start + self.batch_size > n:
                 break
@@ -92,15 +101,33 @@ def gather(dataset) -> tuple[torch.Tensor, ...] | None:
         gather_seconds += time.perf_counter() - started
 
 
+def gather_onto(dataset, device) -> tuple[torch.Tensor, ...] | None:
+    """:func:`gather`, then placed on ``device`` once; None also for a dataset of several task labels.
+
+    On a GPU the experience then lives in device memory: a minibatch is cut there, never copied
+    from host memory at each step (tests/test_device_placement.py).
+    """
+    global gather_seconds
+    tensors = gather(dataset)
+    if tensors is None or len(torch.unique(tensors[2])) > 1:
+        return None  # several task labels: Avalanche's task-balanced loader matters there
+    started = time.perf_counter()
+    try:
+        return tuple(t.to(device) for t in tensors)
+    finally:
+        gather_seconds += time.perf_counter() - started
+
+
 def _stack(dataset) -> tuple[torch.Tensor, ...] | None:
     if len(dataset) == 0:
         return None
     bulk = _bulk_stack(dataset)
     if bulk is not None:
         return bulk
-    samples = [dataset[i] for i in range(len(dataset))]
-    if len(samples[0]) != 3 or not torch.is_tensor(samples[0][0]):
-        return None
+    first = dataset[0]
+    if len(first) != 3 or not torch.is_tensor(first[0]):
+        return None  # decided on one sample, before reading all of them
+    samples = [first, *(dataset[i] for i in range(1, len(dataset)))]
     inputs = torch.stack([s[0] for s in samples])
     targets = torch.as_tensor([int(s[1]) for s in samples], dtype=torch.long)
     tasks = torch.as_tensor([int(s[2]) for s in samples], dtype=torch.long)
@@ -131,7 +158,28 @@ def dataset_rows(dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 def _leaf_rows(dataset, indices):
     hook = getattr(dataset, ROWS_HOOK, None)
-    return hook(indices) if callable(hook) else None
+    if callable(hook):
+        return hook(indices)
+    if _plain_tensor_dataset(dataset):
+        inputs, labels = dataset.tensors
+        return inputs.index_select(0, indices), labels.index_select(0, indices)
+    return None
+
+
+def _plain_tensor_dataset(dataset) -> bool:
+    """A torch ``TensorDataset`` of (inputs, labels) whose ``__getitem__`` is torch's or Avalanche's
+    (which only turns the label into an int): its rows are its tensors' rows. A subclass with a
+    ``__getitem__`` of its own may transform samples, so it needs the hook."""
+    from torch.utils.data import TensorDataset
+
+    if not isinstance(dataset, TensorDataset) or len(dataset.tensors) != 2:
+        return False
+    getitem = type(dataset).__getitem__
+    if getitem is TensorDataset.__getitem__:
+        return True
+    from avalanche.benchmarks.utils.classification_dataset import _TensorClassificationDataset
+
+    return getitem is _TensorClassificationDataset.__getitem__
 
 
 def _flat_rows(node, indices, group):
@@ -215,9 +263,7 @@ class TensorBatchesMixin:
         if key in cache:
             cache.move_to_end(key)
             return cache[key][1]
-        tensors = gather(dataset)
-        if tensors is not None and len(torch.unique(tensors[2])) > 1:
-            tensors = None
+        tensors = gather_onto(dataset, self.device)
         cache[key] = (key_dataset, tensors)  # holding the dataset keeps its id from being reused
         # A running total: summing over the whole cache at every call grew with the number of experiences.
         held = self.__dict__.get("_collapsebench_gathered_bytes", 0) + _nbytes(tensors)
@@ -229,14 +275,16 @@ class TensorBatchesMixin:
     def make_train_dataloader(self, num_workers=0, shuffle=True, pin_memory=None, persistent_workers=False,
                               drop_last=False, **kwargs):
         # Gathered from the adapted dataset, which Avalanche training plugins may have changed;
-        # it is used for one experience only, so it is not worth caching.
-        tensors = gather(self.adapted_dataset)
-        if tensors is not None and len(torch.unique(tensors[2])) > 1:
-            tensors = None
-        if tensors is None:
-            return super().make_train_dataloader(num_workers=num_workers, shuffle=shuffle, pin_memory=pin_memory,
-                                                 persistent_workers=persistent_workers, drop_last=drop_last, **kwargs)
-        self.dataloader = TensorBatches(tensors, self.train_mb_size, shuffle, drop_last)
+        # it is used for one experience only, so it is not worth caching. Gathered when first
+        # used: a plugin that brings its own loader (replay) throws this one away unread.
+        def fallback():
+            super(TensorBatchesMixin, self).make_train_dataloader(
+                num_workers=num_workers, shuffle=shuffle, pin_memory=pin_memory,
+                persistent_workers=persistent_workers, drop_last=drop_last, **kwargs)
+            return self.dataloader
+
+        self.dataloader = PendingTensorBatches(self.adapted_dataset, self.device, self.train_mb_size, shuffle, drop_last,
+                                               fallback)
 
     def make_eval_dataloader(self, num_workers=0, shuffle=False, pin_memory=None, persistent_workers=False, **kwargs):
         # Keyed by the experience's own dataset: the adapted one is a new object at every call.
@@ -245,6 +293,47 @@ class TensorBatchesMixin:
             return super().make_eval_dataloader(num_workers=num_workers, shuffle=shuffle, pin_memory=pin_memory,
                                                 persistent_workers=persistent_workers, **kwargs)
         self.dataloader = TensorBatches(tensors, self.eval_mb_size, shuffle)
+
+
+class PendingTensorBatches:
+    """A training experience's :class:`TensorBatches`, gathered on first use.
+
+    Until it is iterated (or its length asked), nothing is read: when an Avalanche training
+    plugin replaces the strategy's loader (replay does from the second experience on), the
+    experience is never gathered. Gathering does not touch the random number generators, so
+    when it happens does not change a result. A dataset that cannot be gathered (samples that
+    are not tensors, several task labels) gets Avalanche's own loader at that moment instead;
+    building one draws no random numbers either (its sampler draws when iterated).
+    """
+
+    def __init__(self, dataset, device, batch_size: int, shuffle: bool, drop_last: bool, fallback):
+        self.dataset = dataset
+        self.device = device
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self._fallback = fallback
+        self._loader = None
+
+    @property
+    def loader(self):
+        if self._loader is None:
+            tensors = gather_onto(self.dataset, self.device)
+            self._loader = (TensorBatches(tensors, self.batch_size, self.shuffle, self.drop_last)
+                            if tensors is not None else self._fallback())
+            self._fallback = None
+        return self._loader
+
+    def __iter__(self):
+        return iter(self.loader)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.loader, name)  # what a plugin reads of a loader (batch_size, dataset, ...)
 
 
 def _nbytes(tensors) -> int:

@@ -21,11 +21,15 @@ class OnlineAccuracy(SupervisedPlugin):
 
     def __init__(self):
         super().__init__()
-        self.correct = 0
+        self._correct = None  # a 0-d tensor on the model's device, summed without leaving it
         self.seen = 0
 
+    @property
+    def correct(self) -> int:
+        return 0 if self._correct is None else int(self._correct)
+
     def before_training_exp(self, strategy, **kwargs):
-        self.correct = 0
+        self._correct = None
         self.seen = 0
 
     def after_forward(self, strategy, **kwargs):
@@ -33,7 +37,10 @@ class OnlineAccuracy(SupervisedPlugin):
         if not torch.is_tensor(output) or output.dim() != 2 or len(output) != len(targets):
             return
         with torch.no_grad():
-            self.correct += int((output.argmax(1) == targets).sum())
+            # Summed on the device: reading the count back every minibatch (int()) would make
+            # the host wait for the device at every step.
+            hits = (output.argmax(1) == targets).sum()
+            self._correct = hits if self._correct is None else self._correct.add_(hits)
         self.seen += len(targets)
 
     def accuracy(self) -> float | None:

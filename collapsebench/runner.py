@@ -27,7 +27,7 @@ from collapsebench.divergence import DivergenceGuard, TrainingDiverged
 from collapsebench import eventfiles, faults
 from collapsebench.evaluation import LeanEvaluationPlugin, Recorder
 from collapsebench.interrupts import StopAtSafePoint, deferred_interrupts
-from collapsebench import checkpoint, fastdata, protocols
+from collapsebench import checkpoint, dispatch, fastdata, protocols
 from collapsebench.journal import Journal
 from collapsebench.manager import PluginManager
 from collapsebench.online import OnlineAccuracy
@@ -141,6 +141,7 @@ def make_template(config: RunConfig, stream: StreamData, model, *, evaluator, pl
     template = template or SupervisedTemplate
     if stream.fixed_samples:
         template = fastdata.with_tensor_batches(template)
+    template = dispatch.with_lean_dispatch(template)
     return template(
         model=model,
         optimizer=make_optimizer(config, model),

@@ -1,7 +1,9 @@
-"""The two Avalanche shortcuts of a run against plain Avalanche.
+"""The Avalanche shortcuts of a run against plain Avalanche.
 
 - ``LeanEvaluationPlugin`` skips callbacks nobody listens to: every metric value it reports
   equals plain ``EvaluationPlugin``'s.
+- ``LeanDispatchMixin`` skips per-iteration callbacks whose body is empty: every other callback
+  is called as ``trigger_plugins`` calls it, in the same order, with the same results.
 - ``fastdata``'s tensor minibatches: without shuffling, the very batches of Avalanche's
   DataLoader, and so the same accuracy matrix. With shuffling the order legitimately differs:
   both draw it from the global torch RNG (so from the run's seed), but DataLoader's sampler
@@ -19,8 +21,9 @@ import torch
 from torch import nn
 
 from collapsebench import CollapseMetric, Measurement
-from collapsebench.evaluation import LeanEvaluationPlugin, Recorder
-from collapsebench.fastdata import TensorBatches, with_tensor_batches
+from collapsebench.dispatch import PER_ITERATION, does_nothing, listeners, with_lean_dispatch
+from collapsebench.evaluation import GENERIC_RULES, LeanEvaluationPlugin, Recorder
+from collapsebench.fastdata import PendingTensorBatches, TensorBatches, with_tensor_batches
 
 N_CLASSES, IN_FEATURES = 3, 5
 
@@ -64,7 +67,7 @@ class Batches:
         self.plugin = Keep()
 
 
-def template(net, *, fast, plugins=(), evaluator=None, epochs=2, batch_size=16):
+def template(net, *, fast, plugins=(), evaluator=None, epochs=2, batch_size=16, lean_dispatch=False):
     from avalanche.training.plugins import EvaluationPlugin
     from avalanche.training.templates import SupervisedTemplate
 
@@ -75,6 +78,8 @@ def template(net, *, fast, plugins=(), evaluator=None, epochs=2, batch_size=16):
             warnings.simplefilter("ignore", UserWarning)  # no loggers, on purpose
             evaluator = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
     cls = with_tensor_batches(SupervisedTemplate) if fast else SupervisedTemplate
+    if lean_dispatch:
+        cls = with_lean_dispatch(cls)
     return cls(model=net, optimizer=torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9),
                criterion=nn.CrossEntropyLoss(), train_mb_size=batch_size, train_epochs=epochs, eval_mb_size=32,
                device="cpu", plugins=list(plugins), evaluator=evaluator)
@@ -102,7 +107,9 @@ def test_unshuffled_tensor_batches_are_avalanches_batches():
         strategy.train(benchmark.train_stream[0], shuffle=False)
         strategy.eval(benchmark.test_stream)
         runs[fast] = keep.seen
-        assert keep.seen["loaders"] == ({TensorBatches.__name__} if fast else {"TaskBalancedDataLoader", "SingleDatasetDataLoader"})
+        # Training batches come through the loader that gathers on first use.
+        fast_loaders = {PendingTensorBatches.__name__, TensorBatches.__name__}
+        assert keep.seen["loaders"] == (fast_loaders if fast else {"TaskBalancedDataLoader", "SingleDatasetDataLoader"})
     for phase in ("train", "eval"):
         plain, fast = runs[False][phase], runs[True][phase]
         assert [len(y) for _, y in plain] == [len(y) for _, y in fast] == ([16] * 4 + [6] if phase == "train" else [32, 32, 6])
@@ -153,6 +160,25 @@ def test_shuffled_epochs_hold_each_sample_once_in_both_loaders():
     assert not torch.equal(plain[0][0], fast[0][0])
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_replay_leaves_the_experiences_it_replaces_ungathered(monkeypatch):
+    """Avalanche's ReplayPlugin swaps in its own loader from the second experience on: the
+    experience's tensor loader is then never iterated, so never gathered."""
+    from avalanche.training.plugins import ReplayPlugin
+
+    from collapsebench import fastdata
+
+    gathered = []
+    real = fastdata.gather_onto
+    monkeypatch.setattr(fastdata, "gather_onto", lambda dataset, device: gathered.append(len(dataset)) or real(dataset, device))
+    keep = Batches()
+    strategy = template(model(), fast=True, plugins=[ReplayPlugin(mem_size=20), keep.plugin], epochs=1)
+    for experience in stream(n_experiences=3).train_stream:
+        strategy.train(experience)
+    assert gathered == [70]  # the first experience only, before the buffer had anything to replay
+    assert keep.seen["loaders"] == {PendingTensorBatches.__name__, "ReplayDataLoader"}
+
+
 # --- LeanEvaluationPlugin against EvaluationPlugin --------------------------------------------
 
 
@@ -182,7 +208,7 @@ def _logged_run(lean):
     flat = [m for group in metrics for m in (group if isinstance(group, list) else [group])]
     evaluator = LeanEvaluationPlugin(*flat, loggers=[Keep()]) if lean else EvaluationPlugin(*flat, loggers=[Keep()])
     benchmark = stream()
-    strategy = template(model(), fast=False, evaluator=evaluator)
+    strategy = template(model(), fast=False, evaluator=evaluator, lean_dispatch=lean)
     torch.manual_seed(0)
     results = []
     for experience in benchmark.train_stream:
@@ -201,3 +227,149 @@ def test_lean_evaluation_reports_the_same_metric_values():
     # Every kind of value was compared: minibatch, epoch, experience and stream metrics, ours too.
     assert {"Top1_Acc_MB", "Top1_Acc_Epoch", "Top1_Acc_Exp", "Top1_Acc_Stream", "Loss_MB", "norm"} <= names
     assert {r["phase"] for r in plain_records} == {"end", "start", "iteration"}
+
+
+# --- LeanDispatchMixin against trigger_plugins ----------------------------------------------
+
+
+def test_empty_bodies_are_recognised_and_nothing_else():
+    from avalanche.core import SupervisedPlugin
+
+    def documented(strategy, **kwargs):
+        """Only a docstring."""
+
+    def returns_none(strategy):
+        return None
+
+    def sets(strategy):
+        strategy.x = 1
+
+    def generator(strategy):
+        return
+        yield
+
+    class Callable:
+        def __call__(self, strategy):
+            pass
+
+    assert does_nothing(documented) and does_nothing(returns_none)
+    assert not does_nothing(sets) and not does_nothing(generator) and not does_nothing(Callable())
+    # Avalanche's defaults are what the mixin skips: a default that gained a body would be called
+    # again, correct but slower, and this test says so.
+    for event in PER_ITERATION:
+        assert does_nothing(getattr(SupervisedPlugin, event)), event
+
+
+class Calls:
+    """Avalanche training plugins that log their calls, one with empty overrides too."""
+
+    def __init__(self):
+        from avalanche.core import SupervisedPlugin
+
+        log = self.log = []
+
+        def recording(event):
+            def callback(plugin, strategy, **kwargs):
+                log.append((plugin.name, event, strategy.clock.train_iterations, sorted(kwargs)))
+            return callback
+
+        class Loud(SupervisedPlugin):
+            name = "loud"
+
+        for event in PER_ITERATION:
+            setattr(Loud, event, recording(event))
+
+        class Quiet(SupervisedPlugin):
+            name = "quiet"
+
+            def after_forward(self, strategy, **kwargs):
+                pass
+
+            def before_update(self, strategy, **kwargs):
+                log.append(("quiet", "before_update", strategy.clock.train_iterations, sorted(kwargs)))
+
+        self.plugins = [Loud(), Quiet()]
+
+
+def test_lean_dispatch_calls_every_callback_that_does_something_in_order():
+    runs = {}
+    for lean in (False, True):
+        calls = Calls()
+        strategy = template(model(), fast=True, plugins=calls.plugins, lean_dispatch=lean)
+        torch.manual_seed(0)
+        benchmark = stream()
+        for experience in benchmark.train_stream:
+            strategy.train(experience)
+            strategy.eval(benchmark.test_stream)
+        runs[lean] = calls.log, [p.detach().clone() for p in strategy.model.parameters()]
+        if lean:
+            found = listeners(strategy.plugins, "after_forward")
+            owners = [getattr(c, "__self__", None) for c in found]
+            assert calls.plugins[0] in owners and calls.plugins[1] not in owners  # Quiet's empty one left out
+    (plain_log, plain_params), (lean_log, lean_params) = runs[False], runs[True]
+    assert lean_log == plain_log and len(plain_log) > 100
+    assert all(torch.equal(a, b) for a, b in zip(plain_params, lean_params))
+
+
+def test_lean_dispatch_follows_changes_to_the_plugin_list():
+    calls = Calls()
+    strategy = template(model(), fast=True, plugins=[], lean_dispatch=True)
+    benchmark = stream(n_experiences=1)
+    strategy.train(benchmark.train_stream[0])
+    assert calls.log == []
+    strategy.plugins.insert(0, calls.plugins[1])  # in place, as a plugin list is usually changed
+    strategy.train(benchmark.train_stream[0])
+    assert {event for _, event, _, _ in calls.log} == {"before_update"}
+
+
+# --- LeanEvaluationPlugin's rules for Avalanche's GenericPluginMetric ---------------------------
+
+
+SETTINGS = [(mode, reset_at, emit_at) for mode in ("train", "eval")
+            for reset_at in ("iteration", "epoch", "experience", "stream", "never")
+            for emit_at in ("iteration", "epoch", "experience", "stream")
+            if mode == "train" or "epoch" not in (reset_at, emit_at)]  # what Avalanche accepts
+
+
+@pytest.mark.parametrize("mode, reset_at, emit_at", SETTINGS)
+def test_generic_metric_rules_match_what_its_callbacks_do(mode, reset_at, emit_at):
+    """The rules LeanEvaluationPlugin uses to leave a GenericPluginMetric out of a per-iteration
+    callback, checked against the class: a callback the rule calls idle touches nothing."""
+    from avalanche.evaluation.metric_definitions import GenericPluginMetric
+    from avalanche.evaluation.metrics import Mean
+
+    touched = []
+
+    class Probe(GenericPluginMetric):
+        def reset(self):
+            touched.append("reset")
+
+        def update(self, strategy):
+            touched.append("update")
+
+        def result(self):
+            touched.append("result")
+            return 0.0
+
+        def _package_result(self, strategy):
+            touched.append("package")
+            return []
+
+    metric = Probe(Mean(), reset_at=reset_at, emit_at=emit_at, mode=mode)
+    for callback, acts in GENERIC_RULES.items():
+        touched.clear()
+        getattr(metric, callback)(object())
+        assert bool(touched) == acts(metric), (callback, touched)
+
+
+@pytest.mark.filterwarnings("ignore:No loggers specified")
+def test_the_runs_evaluation_forwards_no_idle_iteration_callback():
+    """The metric set of every run: experience and stream accuracy, epoch loss."""
+    from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+
+    evaluation = LeanEvaluationPlugin(accuracy_metrics(experience=True, stream=True), loss_metrics(epoch=True),
+                                      loggers=[])
+    assert does_nothing(evaluation.before_training_iteration)
+    assert [type(m).__name__ for m in evaluation._acting_metrics("after_training_iteration")] == ["EpochLoss"]
+    assert {type(m).__name__ for m in evaluation._acting_metrics("after_eval_iteration")} == {
+        "ExperienceAccuracy", "StreamAccuracy"}

@@ -59,6 +59,30 @@ def test_random_labels_gathers_through_its_base(mnist_root):
         assert_bulk_equals_one_by_one(dataset)
 
 
+@pytest.mark.parametrize("scenario", ["class", "task"])
+def test_split_mnist_gathers_its_tensor_datasets_in_bulk_exactly(mnist_root, scenario):
+    """split-mnist's experiences are Avalanche tensor datasets: no hook needed."""
+    for dataset in experiences(build("split-mnist", mnist_root, scenario=scenario)):
+        assert_bulk_equals_one_by_one(dataset)
+
+
+def test_a_tensor_dataset_whose_getitem_differs_is_read_sample_by_sample():
+    from torch.utils.data import TensorDataset
+
+    from collapsebench_plugins.streams.tensors import view_dataset
+
+    class Doubled(TensorDataset):
+        def __getitem__(self, index):
+            x, y = super().__getitem__(index)
+            return x * 2, y
+
+    x, y = torch.arange(12.0).view(6, 2), torch.tensor([0, 1, 0, 1, 0, 1])
+    assert fastdata._bulk_stack(view_dataset(TensorDataset(x, y), y)) is not None
+    doubled = view_dataset(Doubled(x, y), y)
+    assert fastdata._bulk_stack(doubled) is None
+    assert torch.equal(fastdata.gather(doubled)[0], x * 2)
+
+
 def test_subsets_and_concatenations_follow_avalanches_indexing(mnist_root):
     stream = build("permuted-mnist", mnist_root, n_experiences=2)
     first, second = (e.dataset.train() for e in stream.benchmark.train_stream)
