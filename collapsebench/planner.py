@@ -216,23 +216,38 @@ def _applicable(strategy: str, registry, assignments) -> list[tuple[str, str, An
 def plan_study(registry, grid, out: str | Path, plugins: Sequence[str],
                free: Mapping[str, Any] | None = None) -> list[PlannedRun]:
     """``collapsebench study run``: one run per stream x model x strategy x seed of a study's grid
-    (collapsebench.studies.spec.Grid), in ``OUT/STREAM/MODEL/STRATEGY/seedN``; ``grid.run`` is
-    the study's file layer."""
+    (collapsebench.studies.spec.Grid), and per combination of the values of its option axes, in
+    ``OUT/STREAM/MODEL/STRATEGY/seedN`` (STREAM and MODEL as :func:`variant_name` writes them);
+    ``grid.run`` is the study's file layer."""
     free = portable(free or {})
     planned = []
     for stream in grid.streams:
-        for model in grid.models:
-            cell: dict[str, Any] = {"stream": stream, "model": model}
-            if stream in grid.stream_options:
-                cell["stream_options"] = grid.stream_options[stream]
-            if model in grid.model_options:
-                cell["model_options"] = grid.model_options[model]
-            for strategy in grid.strategies:
-                sources = Sources(file=grid.run, cell={**cell, **free, "strategy": strategy, "plugins": list(plugins)})
-                for seed in grid.seeds:
-                    where = seed_dir(Path(out) / stream / model / strategy, seed).resolve()
-                    planned.append(plan(sources, registry, seed=seed, out=where))
+        for stream_axes in grid.variants("streams", stream):
+            for model in grid.models:
+                for model_axes in grid.variants("models", model):
+                    cell: dict[str, Any] = {"stream": stream, "model": model}
+                    if stream in grid.stream_options or stream_axes:
+                        cell["stream_options"] = {**grid.stream_options.get(stream, {}), **stream_axes}
+                    if model in grid.model_options or model_axes:
+                        cell["model_options"] = {**grid.model_options.get(model, {}), **model_axes}
+                    parent = Path(out) / variant_name(stream, stream_axes) / variant_name(model, model_axes)
+                    for strategy in grid.strategies:
+                        sources = Sources(file=grid.run,
+                                          cell={**cell, **free, "strategy": strategy, "plugins": list(plugins)})
+                        for seed in grid.seeds:
+                            where = seed_dir(parent / strategy, seed).resolve()
+                            planned.append(plan(sources, registry, seed=seed, out=where))
     return planned
+
+
+def variant_name(name: str, options: Mapping[str, Any]) -> str:
+    """``name`` followed by the option values a study's grid axis set: ``task-similarity@similarity=0.5``."""
+    import json
+
+    def text(value):
+        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+    return name + ("@" + ",".join(f"{key}={text(value)}" for key, value in options.items()) if options else "")
 
 
 def check_new_run_dir(run_dir, overwrite: bool, registry=None) -> None:

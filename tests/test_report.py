@@ -190,7 +190,7 @@ def test_dead_and_dormant_units_are_width_weighted_over_layers():
 
 
 def test_every_figure_is_titled_and_labelled(four_runs):
-    for spec in figures.FIGURES:
+    for spec in figures.all_figures():  # the evaluators' declared figures keep the same conventions
         fig = spec.draw(four_runs)
         assert fig._suptitle is not None and fig._suptitle.get_text(), spec.name
         assert spec.caption.endswith(".") and spec.caption.count(". ") == 0, spec.name  # one sentence
@@ -211,10 +211,10 @@ def test_missing_data_becomes_a_note_not_an_error():
     rendered = {r.spec.name: r for r in render_figures([run])}
     assert rendered["accuracy_matrix"].png is not None
     for name in ("weight_erank", "activation_erank", "forgetting_vs_erank_drop", "cka_by_layer",
-                 "hessian_density", "dead_and_dormant_units"):
+                 "hessian_density", "dead_and_dormant_units", "hessian_density_over_tasks"):
         assert rendered[name].png is None and rendered[name].missing
     page = build_page([run], list(rendered.values()))
-    assert page.count("class='note'>Not drawn:") == 6
+    assert page.count("class='note'>Not drawn:") == 7
     assert "add the hessian evaluator" in page
 
 
@@ -228,12 +228,13 @@ def test_page_is_self_contained_and_pngs_match(tmp_path, four_runs):
     assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:)?//""", page), "the page must not reach the network"
     assert "<script" not in page
     embedded = [base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)]
-    assert len(embedded) == len(figures.FIGURES) == len(files.images)
+    drawn = figures.all_figures()  # the report's own and the loaded evaluators' declared figures
+    assert len(embedded) == len(drawn) == len(files.images)
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in embedded)
     assert sorted(embedded) == sorted(p.read_bytes() for p in files.images)
-    assert {p.name for p in files.images} == {f"page-{spec.name}.png" for spec in figures.FIGURES}
+    assert {p.name for p in files.images} == {f"page-{spec.name}.png" for spec in drawn}
     assert all(p.stat().st_mode & 0o044 == 0o044 for p in [files.page, *files.images])  # others may read (umask 022)
-    for spec in figures.FIGURES:
+    for spec in drawn:
         assert f"<figcaption>{spec.caption}</figcaption>" in page.replace("&#x27;", "'")
 
 

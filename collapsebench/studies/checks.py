@@ -58,8 +58,27 @@ def _finite(value):
 # --- reading runs ---------------------------------------------------------------------------
 
 
+def _options_key(run, leave_out: str | None = None) -> str:
+    """The run's stream and model options as one comparable text (a grid axis sets them)."""
+    import json
+
+    options = {kind: {k: v for k, v in (run.config.get(f"{kind}_options") or {}).items() if k != leave_out}
+               for kind in ("stream", "model")}
+    return json.dumps(options, sort_keys=True, default=str)
+
+
 def _cell(run) -> tuple:
-    return (run.config.get("stream"), run.config.get("model"), run.seed)
+    """What pairs runs of two strategies: stream, model, seed, and the options a grid axis varied."""
+    return (run.config.get("stream"), run.config.get("model"), run.seed, _options_key(run))
+
+
+def option_value(run, option: str):
+    """The value of a stream option (else a model option) in ``run``'s config; None if unset."""
+    for kind in ("stream", "model"):
+        options = run.config.get(f"{kind}_options") or {}
+        if option in options:
+            return options[option]
+    return None
 
 
 def _of(runs, strategy: str | None):
@@ -251,6 +270,39 @@ def onset_lead(runs, params) -> Measured:
     return _t(leads, {"onsets": onsets})
 
 
+def interior_peak(runs, params) -> Measured:
+    """How far a per-run value at an interior value of a grid axis exceeds it at both ends.
+
+    Runs are grouped by everything but the axis (stream, model, strategy, seed, other options);
+    per group, ``metric`` at ``option = at`` minus the larger of its values at the smallest and
+    the largest ``option`` value; the groups of one (stream, model, strategy, seed) are averaged,
+    and the t-interval is over those. Positive when the middle of the axis beats both extremes
+    (Ramasesh's forgetting at intermediate task similarity).
+    """
+    option, at = params["option"], float(params["at"])
+    metric, transform = params.get("metric", "forgetting"), params.get("transform", "value")
+    groups: dict[tuple, dict[float, float]] = {}
+    for run in _of(runs, params.get("strategy")):
+        value = option_value(run, option)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            key = (run.config.get("stream"), run.config.get("model"), run.strategy, run.seed,
+                   _options_key(run, leave_out=option))
+            groups.setdefault(key, {})[float(value)] = scalar(run, metric, transform)
+    per_seed: dict[tuple, list[float]] = {}
+    ends = None
+    for key, by_value in groups.items():
+        low, high = min(by_value), max(by_value)
+        if at in by_value and low < at < high:
+            per_seed.setdefault(key[:4], []).append(by_value[at] - max(by_value[low], by_value[high]))
+            ends = (low, high)
+    # The groups of one seed that differ only in another option share nothing random but the
+    # seed; their ends may even be the same runs: one value per seed, their mean.
+    excess = [sum(values) / len(values) for values in per_seed.values()]
+    detail = {"seeds": len(excess), "groups": sum(len(v) for v in per_seed.values()), "at": at,
+              "ends": list(ends) if ends else None}
+    return _t(excess, detail)
+
+
 STATISTICS: dict[str, Callable[[Sequence[Any], dict], Measured]] = {
     "forgetting_erank_spearman": forgetting_erank_spearman,
     "mean": mean,
@@ -258,6 +310,7 @@ STATISTICS: dict[str, Callable[[Sequence[Any], dict], Measured]] = {
     "cka_depth_spearman": cka_depth_spearman,
     "cka_deep_gain": cka_deep_gain,
     "onset_lead": onset_lead,
+    "interior_peak": interior_peak,
 }
 
 

@@ -77,7 +77,7 @@ def cmd_run(args) -> int:
     from collapsebench.manager import build_manager
     from collapsebench.registry import Registry
     from collapsebench.results import write_json
-    from collapsebench.studies.jobs import STUDY_FILE, build_jobs
+    from collapsebench.studies.jobs import STUDY_FILE, build_jobs, missing_data
     from collapsebench.studies.spec import get_study
     from collapsebench.sweep.cli import _executor
     from collapsebench.sweep.driver import plan, run_sweep
@@ -90,6 +90,13 @@ def cmd_run(args) -> int:
     plugins = [str(Path(spec).resolve()) if Path(spec).is_file() else spec for spec in args.plugin]
     free = {key: getattr(args, key) for key in ("device", "data_root") if getattr(args, key) is not None}
     jobs = build_jobs(study, args.quick, registry, out, plugins, free)
+    lacking = missing_data(jobs, registry)
+    if lacking and not args.dry_run:
+        version = "quick version" if args.quick else "full version"
+        raise CollapsebenchError(
+            f"The {version} of study {study.name} needs data the data root ({jobs[0].config['data_root']}) lacks; "
+            "nothing was run and nothing is downloaded (`collapsebench run --download` fetches what torchvision "
+            "can, once):\n  " + "\n  ".join(lacking))
     executor = _executor(argparse.Namespace(workers=args.workers, executor=args.executor, ray_address=None,
                                             gpus_per_job=None, cpus_per_job=1.0, device=args.device))
     to_run, done = plan(jobs)
@@ -101,6 +108,8 @@ def cmd_run(args) -> int:
     if args.dry_run:
         for job in jobs:
             print(f"  {state_of(job):9} {job.run_dir}")
+        for problem in lacking:
+            print(f"missing data: {problem}")
         return 0
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / STUDY_FILE, {"study": study.name, "quick": bool(args.quick), "file": str(study.path),

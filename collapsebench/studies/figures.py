@@ -28,6 +28,13 @@ OWN_FIGURES = {
         "task; middle: its top eigenvalue; bottom: accuracy on each task right after training on it. Lines are "
         "strategies (mean over seeds).",
     ),
+    "forgetting_vs_option": (
+        "Forgetting against the option the grid varies",
+        "Each run's forgetting (accuracy on the first experiences after learning them minus at the end) against "
+        "the numeric stream or model option its grid axis set (for task-similarity: how much the second task is "
+        "the first); lines are strategies, the mean over seeds with its 95% t-interval, one panel per stream, "
+        "model and value of any other varied option. A hump is forgetting largest in the middle.",
+    ),
 }
 REPORT_PREFIX = "report:"
 
@@ -36,9 +43,9 @@ def known(name: str) -> bool:
     if name in OWN_FIGURES:
         return True
     if name.startswith(REPORT_PREFIX):
-        from collapsebench.report.figures import FIGURES
+        from collapsebench.report.figures import all_figures  # the evaluators' declared figures too
 
-        return name[len(REPORT_PREFIX):] in {spec.name for spec in FIGURES}
+        return name[len(REPORT_PREFIX):] in {spec.name for spec in all_figures()}
     return False
 
 
@@ -53,9 +60,9 @@ STUDY_FIGURES = _Known({name: None for name in OWN_FIGURES})
 
 
 def specs(names: Sequence[str]):
-    from collapsebench.report.figures import FIGURES, FigureSpec
+    from collapsebench.report.figures import FigureSpec, all_figures
 
-    by_name = {spec.name: spec for spec in FIGURES}
+    by_name = {spec.name: spec for spec in all_figures()}
     out = []
     for name in names:
         if name in OWN_FIGURES:
@@ -176,4 +183,59 @@ def _draw_hessian_over_tasks(runs):
     axes[2][0].set_ylabel("new-task accuracy")
     axes[2][0].set_xlabel("task index")
     axes[0][0].legend(fontsize=8)
+    return fig
+
+
+def _varied_options(runs) -> tuple[list[str], list[str]]:
+    """``(numeric, other)``: the stream and model options that take more than one value over ``runs``."""
+    from collapsebench.studies.checks import option_value
+
+    names = list(dict.fromkeys(k for r in runs for kind in ("stream", "model")
+                               for k in (r.config.get(f"{kind}_options") or {})))
+    numeric, other = [], []
+    for name in names:
+        values = [option_value(r, name) for r in runs]
+        if len({repr(v) for v in values}) < 2:
+            continue
+        is_number = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        (numeric if is_number else other).append(name)
+    return numeric, other
+
+
+def _draw_forgetting_vs_option(runs):
+    from collapsebench.report.figures import MissingData
+    from collapsebench.stats import interval
+    from collapsebench.studies.checks import option_value, scalar
+
+    numeric, other = _varied_options(runs)
+    if not numeric:
+        raise MissingData("the runs vary no numeric stream or model option (a grid's stream_axes or model_axes)")
+    axis, rest = numeric[0], numeric[1:] + other
+    measured = [r for r in runs if math.isfinite(scalar(r, "forgetting"))]
+    if not measured:
+        raise MissingData("no run has a forgetting summary (it needs the full accuracy matrix)")
+    panels: dict[str, dict[str, dict[float, list[float]]]] = {}
+    for run in measured:
+        key = " · ".join([str(run.config.get("stream", "?")), str(run.config.get("model", "?"))]
+                         + [f"{name}={option_value(run, name)}" for name in rest])
+        by_value = panels.setdefault(key, {}).setdefault(run.strategy, {})
+        by_value.setdefault(float(option_value(run, axis)), []).append(scalar(run, "forgetting"))
+    colors = _strategy_colors(measured)
+    fig, axes = _figure(len(panels))
+    for ax, (key, by_strategy) in zip(axes[0], panels.items()):
+        for strategy, by_value in by_strategy.items():
+            xs = sorted(by_value)
+            summaries = [interval(by_value[x]) for x in xs]
+            means = [v.mean for v in summaries]
+            ax.plot(xs, means, marker="o", color=colors[strategy], label=strategy)
+            bands = [(x, v.low, v.high) for x, v in zip(xs, summaries) if v.low is not None]
+            if bands:
+                ax.fill_between([b[0] for b in bands], [b[1] for b in bands], [b[2] for b in bands],
+                                color=colors[strategy], alpha=0.2, linewidth=0)
+            for x in xs:
+                ax.scatter([x] * len(by_value[x]), by_value[x], s=10, alpha=0.5, color=colors[strategy])
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel(axis)
+        ax.set_ylabel("forgetting")
+        ax.legend(fontsize=8)
     return fig

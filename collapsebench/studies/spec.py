@@ -10,6 +10,7 @@ reduced version. Everything is checked when the file is read, so a typo fails be
 from __future__ import annotations
 
 import copy
+import itertools
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,9 @@ from collapsebench.errors import CollapsebenchError, unknown_name_error
 from collapsebench.records import NAME_PATTERN
 
 STUDY_KEYS = ("description", "paper", "expected_minutes", "expected_minutes_quick", "quick_leaves_out", "not_covered")
-GRID_KEYS = ("streams", "models", "strategies", "seeds")
+GRID_KEYS = ("streams", "models", "strategies", "seeds", "stream_axes", "model_axes")
+#: grid key -> (the grid's list of names it varies, the per-name options table it varies)
+AXES = {"stream_axes": ("streams", "streams"), "model_axes": ("models", "models")}
 SECTIONS = ("study", "grid", "run", "models", "streams", "figure", "claim", "quick")
 CLAIM_KEYS = ("name", "text", "statistic", "direction", "threshold", "require", "params")
 DIRECTIONS = (">", "<")
@@ -54,10 +57,21 @@ class Grid:
     run: dict[str, Any]
     model_options: dict[str, dict[str, Any]]
     stream_options: dict[str, dict[str, Any]]
+    #: name -> option -> the values a study runs it at (every combination: a grid of options)
+    stream_axes: dict[str, dict[str, list]] = field(default_factory=dict)
+    model_axes: dict[str, dict[str, list]] = field(default_factory=dict)
+
+    def variants(self, kind: str, name: str) -> list[dict[str, Any]]:
+        """The option settings a stream (``kind="streams"``) or model (``"models"``) runs at: one
+        per combination of its axes' values, ``[{}]`` when it has none."""
+        axes = (self.stream_axes if kind == "streams" else self.model_axes).get(name, {})
+        return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
     @property
     def n_runs(self) -> int:
-        return len(self.streams) * len(self.models) * len(self.strategies) * len(self.seeds)
+        streams = sum(len(self.variants("streams", s)) for s in self.streams)
+        models = sum(len(self.variants("models", m)) for m in self.models)
+        return streams * models * len(self.strategies) * len(self.seeds)
 
 
 @dataclass(frozen=True)
@@ -110,10 +124,38 @@ def _grid(data: dict, problems: list[str], where: str) -> Grid | None:
             problems.append(f"[{where}{kind}] must hold one table of options per name")
             table = {}
         tables[kind] = table
+    axes = {key: _axes(grid, key, tables, problems, where) for key in AXES}
     if any(p.startswith(where) or p.startswith(f"[{where}") for p in problems):
         return None
     return Grid(tuple(grid["streams"]), tuple(grid["models"]), tuple(grid["strategies"]), tuple(grid["seeds"]),
-                dict(run), tables["models"], tables["streams"])
+                dict(run), tables["models"], tables["streams"], axes["stream_axes"], axes["model_axes"])
+
+
+def _axes(grid: dict, key: str, tables: dict, problems: list[str], where: str) -> dict[str, dict[str, list]]:
+    """``[grid.stream_axes.NAME]`` / ``[grid.model_axes.NAME]``: option -> list of values."""
+    names_key, options_key = AXES[key]
+    table = grid.get(key, {})
+    if not isinstance(table, dict):
+        problems.append(f"{where}grid.{key} must hold one table per {names_key[:-1]}")
+        return {}
+    axes = {}
+    for name, options in table.items():
+        if name not in (grid.get(names_key) or []):
+            problems.append(f"{where}grid.{key}.{name} varies a {names_key[:-1]} the grid does not run "
+                            f"(grid.{names_key} is {grid.get(names_key)})")
+            continue
+        if not isinstance(options, dict) or not options:
+            problems.append(f"{where}grid.{key}.{name} must be a table of option = [values]")
+            continue
+        for option, values in options.items():
+            if not isinstance(values, list) or not values:
+                problems.append(f"{where}grid.{key}.{name}.{option} must be a non-empty list of values")
+            elif any(values.count(v) > 1 for v in values):
+                problems.append(f"{where}grid.{key}.{name}.{option} lists a value twice")
+            if option in tables[options_key].get(name, {}):
+                problems.append(f"{where}{options_key}.{name}.{option} is also a grid axis; set it in one place")
+        axes[name] = dict(options)
+    return axes
 
 
 def _claims(entries: Any, problems: list[str]) -> tuple[Claim, ...]:

@@ -115,7 +115,7 @@ def collapsebench_evaluators():
                 Option("figures", True, "log the whole model's smoothed density to TensorBoard as an image"),
                 CADENCE,
             ),
-            metrics=produces.HESSIAN,
+            metrics=produces.HESSIAN, figures=produces.HESSIAN_FIGURES,
         ),
         Evaluator(
             "cka",

@@ -8,7 +8,7 @@ Pure Python, no torch: the leaderboard reads these to validate and rank submissi
 
 from __future__ import annotations
 
-from collapsebench import Metric, Summary
+from collapsebench import FigureSpec, Metric, Summary
 from collapsebench.metrics.accuracy import retention
 
 TOLERANCE = 1e-9  # recomputing repeats the same float operations
@@ -119,3 +119,21 @@ ERANK = (Metric("erank", ("weight", "activation")),)
 HESSIAN = tuple(Metric(name, ("model", "layer"), HESSIAN_CATEGORY) for name in HESSIAN_METRICS)
 CKA = (Metric("cka", ("exp",), "representation similarity (CKA)"),)
 PLASTICITY = (Metric("fresh_accuracy", ("model",)),)
+
+
+def _hessian_density_over_tasks(runs):
+    from .hessian_figures import density_over_tasks  # matplotlib only when drawn
+
+    return density_over_tasks(runs)
+
+
+HESSIAN_FIGURES = (
+    FigureSpec(
+        "hessian_density_over_tasks", "Hessian density at each new task, over tasks",
+        "One row per strategy: at the initialization of each new task (x, the loss Hessian on its data before "
+        "training on it), how the spectrum's weight spreads over the eigenvalues λ (y, log, the weight at |λ| below "
+        "its lower end in its bottom row, negative outliers left out), mean over seeds, so that the sparse spectrum that precedes lost plasticity in He et al.'s account (its "
+        "middle emptied into a spike near zero and a few large outliers) shows as colour draining from the middle.",
+        _hessian_density_over_tasks,
+    ),
+)

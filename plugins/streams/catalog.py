@@ -85,6 +85,12 @@ def _check_base_data(context, base="split-mnist", base_options=None, **options) 
             record.check_data(context, **resolved)
 
 
+def _check_similarity_data(context, data="digits", **options) -> None:
+    """task-similarity reads MNIST's files only when built on MNIST (digits ship with scikit-learn)."""
+    if data == "mnist":
+        layout.check_mnist(context)
+
+
 STREAMS = (
     Stream(
         name="split-mnist",
@@ -176,6 +182,28 @@ STREAMS = (
                 choices=("train", "val"),
             ),
             Option("class_order_seed", None, "seed of the class pairing (default: the run's seed)", type=int, minimum=0, maximum=2**32 - 1),
+        ),
+    ),
+    Stream(
+        name="task-similarity",
+        description="two tasks of controlled similarity: task B's classes mix task A's with new ones (Ramasesh et al.)",
+        factory=_lazy("similarity", "build_task_similarity"),
+        check_data=_check_similarity_data,
+        scenarios=("task", "domain"),
+        options=(
+            Option("similarity", 0.5, "how much task B is task A: 1 = A's classes, 0 = new classes only",
+                   minimum=0.0, maximum=1.0),
+            Option("mixing", "classes",
+                   "'classes': that share of each B label's samples are A's class, the rest a new class; "
+                   "'inputs': every sample blends an A image and a new one, weighted by similarity",
+                   choices=("classes", "inputs")),
+            Option("data", "digits", "scikit-learn's 8x8 digits (no files) or MNIST (files under the data root)",
+                   choices=("digits", "mnist")),
+            Option("classes_per_task", 5, "classes of each task (A's and the new ones, drawn from the 10)",
+                   minimum=1, maximum=5),
+            Option("class_order_seed", None, "seed of the class draw and of B's samples (default: the run's seed)",
+                   type=int, minimum=0, maximum=2**32 - 1),
+            *_subset_options(),
         ),
     ),
     Stream(
