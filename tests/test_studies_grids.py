@@ -329,3 +329,31 @@ def test_the_readme_study_commands_name_real_studies_and_run(cli):
     assert "docs/findings.md" in section
     code, out, _ = cli("study", "list")
     assert code == 0 and "ramasesh-intermediate-similarity" in out
+
+
+def test_a_study_may_show_a_figure_its_plugins_evaluator_declares(tmp_path, cli):
+    from collapsebench import declarations
+    from test_declared_outputs import PLUGIN
+
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "sharp-study.toml").write_text(
+        AXES_STUDY.replace("[[claim]]", '[[figure]]\nname = "report:sharpness_curve"\n\n[[claim]]'))
+    plugin = tmp_path / "sharp_plugin.py"
+    plugin.write_text(PLUGIN + '''
+
+from pathlib import Path
+
+
+@hookimpl
+def collapsebench_study_dirs():
+    return [Path(__file__).parent / "studies"]
+''')
+    try:
+        code, out, err = cli("study", "list", "--plugin", plugin)
+        assert code == 0 and "sharp-study" in out, err
+        assert get_study(build_manager([str(plugin)]), "sharp-study").figures == ("report:sharpness_curve",)
+    finally:
+        declarations.reset()  # later tests see only what they load
+    with pytest.raises(CollapsebenchError, match="unknown figure 'report:sharpness_curve'"):
+        read_study(tmp_path / "studies" / "sharp-study.toml")  # without the plugin, nobody declares it
+    declarations.reset()

@@ -144,9 +144,12 @@ def _print_report(directory: Path, study) -> list:
 
 
 def cmd_report(args) -> int:
+    from collapsebench.manager import build_manager
+    from collapsebench.registry import Registry
     from collapsebench.studies.page import read_manifest
     from collapsebench.studies.spec import read_study
 
+    Registry(build_manager(args.plugin))  # the loaded evaluators' declared figures (report:NAME)
     directory = Path(args.directory)
     if not directory.is_dir():
         raise CollapsebenchError(f"{directory} is not a directory.")

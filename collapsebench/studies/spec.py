@@ -227,6 +227,9 @@ def read_study(path: Path, text: str | None = None) -> Study:
 
 def load_studies(manager) -> dict[str, Study]:
     """Every study the loaded collapsebench plugins provide, by name."""
+    from collapsebench.registry import Registry
+
+    Registry(manager)  # publishes the loaded evaluators' declared figures, which report:NAME may name
     studies: dict[str, Study] = {}
     for _plugin, directories in manager.call_each("collapsebench_study_dirs"):
         for directory in directories or []:

@@ -35,18 +35,16 @@ def _whole_model_block(run):
 
 
 def start_densities(runs) -> dict[str, dict[int, list[dict]]]:
-    """label -> task index -> the start-of-task densities of its runs (one per seed)."""
-    from collapsebench.report.runs import group_runs
-
+    """label -> task index -> the start-of-task densities of its runs (one per seed): the runs'
+    labels are the report's groups (a strategy, or stream · model · strategy)."""
     found: dict[str, dict[int, list[dict]]] = {}
-    for label, members in group_runs(runs).items():
-        for run in members:
-            block = _whole_model_block(run)
-            if block is None:
-                continue
-            for task, data in run.data_by_experience("hessian_density", *block, "start").items():
-                if isinstance(data, dict) and data.get("nodes") and data.get("weights"):
-                    found.setdefault(label, {}).setdefault(task, []).append(data)
+    for run in runs:
+        block = _whole_model_block(run)
+        if block is None:
+            continue
+        for task, data in run.data_by_experience("hessian_density", *block, "start").items():
+            if isinstance(data, dict) and data.get("nodes") and data.get("weights"):
+                found.setdefault(run.label or run.strategy, {}).setdefault(task, []).append(data)
     return found
 
 
