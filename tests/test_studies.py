@@ -284,3 +284,17 @@ def test_slow_quick_studies_run_and_a_changed_input_changes_the_verdict(name, ta
         assert math.isclose(after[claim]["estimate"], -before[claim]["estimate"], abs_tol=1e-9)
     if verdict:
         assert after[claim]["verdict"] == verdict, after[claim]
+
+
+def test_study_figures_colour_each_strategy_as_the_report_does():
+    """One colour per strategy across every page: a study page uses the report's name-keyed palette,
+    whatever order or company the strategies come in."""
+    from types import SimpleNamespace
+
+    from collapsebench.report.figures import colors_for
+    from collapsebench.studies.figures import _strategy_colors
+
+    runs = [SimpleNamespace(strategy=name) for name in ("replay", "naive", "lwf", "naive")]
+    assert _strategy_colors(runs) == colors_for(["lwf", "naive", "replay"])
+    assert _strategy_colors(runs[::-1]) == _strategy_colors(runs)  # order on the page does not matter
+    assert len(set(_strategy_colors(runs).values())) == 3

@@ -64,10 +64,15 @@ def color_of(label: str) -> str:
 
 
 def _colors(runs: Sequence[Run]) -> dict[str, str]:
+    return colors_for(group_runs(runs))
+
+
+def colors_for(labels) -> dict[str, str]:
     """label -> colour: each name's own (:func:`color_of`); two names of one figure that hash to
-    the same colour are told apart, the later name (alphabetically) taking the next free one."""
+    the same colour are told apart, the later name (alphabetically) taking the next free one.
+    Every figure of the report and of a study page picks its colours here."""
     chosen: dict[str, str] = {}
-    for label in sorted(group_runs(runs)):
+    for label in sorted(set(labels)):
         slot = PALETTE.index(color_of(label))
         while PALETTE[slot] in chosen.values() and len(chosen) < len(PALETTE):
             slot = (slot + 1) % len(PALETTE)

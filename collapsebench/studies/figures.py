@@ -90,7 +90,10 @@ def _figure(n_panels: int, rows: int = 1, height: float = 3.6):
 
 
 def _strategy_colors(runs) -> dict[str, str]:
-    return {s: f"C{k % 10}" for k, s in enumerate(dict.fromkeys(r.strategy for r in runs))}
+    """The report's palette keyed by strategy name, so a strategy has one colour on every page."""
+    from collapsebench.report.figures import colors_for
+
+    return colors_for(r.strategy for r in runs)
 
 
 def _draw_forgetting_vs_erank_drop_by_model(runs):
