@@ -52,7 +52,7 @@ _LAZY = {
     "seed_everything": "collapsebench.runner",
     # minibatches from tensors (torch)
     "TensorBatches": "collapsebench.fastdata",
-    "with_tensor_batches": "collapsebench.fastdata",
+    "TensorBatchesPlugin": "collapsebench.fastdata",
     "uncounted_gathering": "collapsebench.fastdata",
     "dataset_rows": "collapsebench.fastdata",
 }
@@ -107,5 +107,5 @@ __all__ = [
     "uncounted_gathering",
     "dataset_rows",
     "unknown_name_error",
-    "with_tensor_batches",
+    "TensorBatchesPlugin",
 ]

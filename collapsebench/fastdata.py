@@ -26,6 +26,12 @@ from collections import OrderedDict
 
 import torch
 
+from collapsebench import avalanche_imports
+
+avalanche_imports.install()  # ahead of the Avalanche import below (see that module)
+
+from avalanche.core import SupervisedPlugin  # noqa: E402
+
 #: Gathered datasets kept for reuse (test experiences are evaluated after every experience);
 #: beyond this the least recently used are dropped (800 permuted-MNIST tasks would not fit).
 CACHE_BYTES = 2 * 1024**3
@@ -243,56 +249,61 @@ def _bulk_stack(dataset) -> tuple[torch.Tensor, ...] | None:
     return result
 
 
-class TensorBatchesMixin:
-    """Put before an Avalanche template class: its data loaders become :class:`TensorBatches`.
+class TensorBatchesPlugin(SupervisedPlugin):
+    """An Avalanche training plugin that hands the template :class:`TensorBatches` loaders.
 
-    Falls back to Avalanche's own loaders for a dataset that mixes task labels (its
-    task-balanced loader matters there) or whose samples are not tensors. Plugins that
-    replace ``strategy.dataloader`` (replay) are untouched.
+    Avalanche 0.6's templates build the loader of an experience (``make_train_dataloader``,
+    ``make_eval_dataloader``) right before they call ``before_training_exp`` and
+    ``before_eval_exp``; there this plugin replaces it with minibatches sliced from the
+    experience's gathered tensors. It goes first in the template's plugin list
+    (runner.make_template), so that a plugin bringing its own loader (replay) replaces this one
+    in turn. Avalanche's own loader stays for a dataset that mixes task labels (its
+    task-balanced loader matters there) or whose samples are not tensors.
+
+    It replaced a template mixin (put in front of the template by a class made at run time) at
+    the same speed: the loader Avalanche builds first and this plugin drops costs under 0.4 ms
+    per experience (benchmarks/bench_loader_swap.py, docs/performance.md).
     """
 
-    #: The bound on gathered test tensors kept; a run whose protocol tests each experience once
-    #: sets it to 0 (only the latest is kept).
-    collapsebench_cache_bytes = CACHE_BYTES
-    #: The gathered tensors are rebuilt from the stream on resume: checkpoints leave them out.
-    collapsebench_transient = ("_collapsebench_gathered", "_collapsebench_gathered_bytes")
+    def __init__(self, cache_bytes: int = CACHE_BYTES):
+        super().__init__()
+        #: The bound on gathered test tensors kept; a run whose protocol tests each experience
+        #: once sets it to 0 (only the latest is kept).
+        self.cache_bytes = cache_bytes
+        self._gathered: OrderedDict = OrderedDict()
+        self._gathered_bytes = 0
 
-    def _gathered(self, key_dataset, dataset):
-        cache = self.__dict__.setdefault("_collapsebench_gathered", OrderedDict())
+    def before_training_exp(self, strategy, shuffle=True, drop_last=False, **kwargs):
+        # Gathered from the adapted dataset, which Avalanche training plugins may have changed;
+        # it is used for one experience only, so it is not worth caching. Gathered when first
+        # used: a plugin that brings its own loader (replay) throws this one away unread.
+        avalanche_loader = strategy.dataloader
+        strategy.dataloader = PendingTensorBatches(strategy.adapted_dataset, strategy.device, strategy.train_mb_size,
+                                                   shuffle, drop_last, lambda: avalanche_loader)
+
+    def before_eval_exp(self, strategy, shuffle=False, **kwargs):
+        # Keyed by the experience's own dataset: the adapted one is a new object at every call.
+        tensors = self._cached(strategy.experience.dataset, strategy.adapted_dataset, strategy.device)
+        if tensors is not None:
+            strategy.dataloader = TensorBatches(tensors, strategy.eval_mb_size, shuffle)
+
+    def _cached(self, key_dataset, dataset, device):
+        cache = self._gathered
         key = id(key_dataset)
         if key in cache:
             cache.move_to_end(key)
             return cache[key][1]
-        tensors = gather_onto(dataset, self.device)
+        tensors = gather_onto(dataset, device)
         cache[key] = (key_dataset, tensors)  # holding the dataset keeps its id from being reused
         # A running total: summing over the whole cache at every call grew with the number of experiences.
-        held = self.__dict__.get("_collapsebench_gathered_bytes", 0) + _nbytes(tensors)
-        while len(cache) > 1 and held > self.collapsebench_cache_bytes:
-            held -= _nbytes(cache.popitem(last=False)[1][1])
-        self.__dict__["_collapsebench_gathered_bytes"] = held
+        self._gathered_bytes += _nbytes(tensors)
+        while len(cache) > 1 and self._gathered_bytes > self.cache_bytes:
+            self._gathered_bytes -= _nbytes(cache.popitem(last=False)[1][1])
         return tensors
 
-    def make_train_dataloader(self, num_workers=0, shuffle=True, pin_memory=None, persistent_workers=False,
-                              drop_last=False, **kwargs):
-        # Gathered from the adapted dataset, which Avalanche training plugins may have changed;
-        # it is used for one experience only, so it is not worth caching. Gathered when first
-        # used: a plugin that brings its own loader (replay) throws this one away unread.
-        def fallback():
-            super(TensorBatchesMixin, self).make_train_dataloader(
-                num_workers=num_workers, shuffle=shuffle, pin_memory=pin_memory,
-                persistent_workers=persistent_workers, drop_last=drop_last, **kwargs)
-            return self.dataloader
-
-        self.dataloader = PendingTensorBatches(self.adapted_dataset, self.device, self.train_mb_size, shuffle, drop_last,
-                                               fallback)
-
-    def make_eval_dataloader(self, num_workers=0, shuffle=False, pin_memory=None, persistent_workers=False, **kwargs):
-        # Keyed by the experience's own dataset: the adapted one is a new object at every call.
-        tensors = self._gathered(self.experience.dataset, self.adapted_dataset)
-        if tensors is None:
-            return super().make_eval_dataloader(num_workers=num_workers, shuffle=shuffle, pin_memory=pin_memory,
-                                                persistent_workers=persistent_workers, **kwargs)
-        self.dataloader = TensorBatches(tensors, self.eval_mb_size, shuffle)
+    def __getstate__(self):
+        # Checkpointed with the strategy: the gathered tensors are rebuilt from the stream on resume.
+        return {**self.__dict__, "_gathered": OrderedDict(), "_gathered_bytes": 0}
 
 
 class PendingTensorBatches:
@@ -339,14 +350,3 @@ class PendingTensorBatches:
 def _nbytes(tensors) -> int:
     return sum(t.nbytes for t in tensors or ())
 
-
-def with_tensor_batches(template_cls: type) -> type:
-    """``template_cls`` with :class:`TensorBatchesMixin` in front, as a named class of this module.
-
-    Named, not anonymous, so that Avalanche's checkpointing pickles instances by reference.
-    """
-    name = f"TensorBatches_{template_cls.__module__.replace('.', '_')}_{template_cls.__qualname__.replace('.', '_')}"
-    if name not in globals():
-        cls = type(name, (TensorBatchesMixin, template_cls), {"__module__": __name__, "__qualname__": name})
-        globals()[name] = cls
-    return globals()[name]

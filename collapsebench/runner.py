@@ -140,7 +140,8 @@ def make_template(config: RunConfig, stream: StreamData, model, *, evaluator, pl
 
     template = template or SupervisedTemplate
     if stream.fixed_samples:
-        template = fastdata.with_tensor_batches(template)
+        # First: a plugin that brings its own loader (replay) then replaces the tensor batches.
+        plugins = [fastdata.TensorBatchesPlugin(), *plugins]
     template = dispatch.with_lean_dispatch(template)
     return template(
         model=model,
@@ -332,7 +333,9 @@ def build_run(config: RunConfig, manager: PluginManager, registry: Registry, ech
                              template=parts.template, **parts.template_kwargs)
     if protocol.kind == "current":
         # Each test experience is evaluated once: keeping its gathered tensors would only grow memory.
-        strategy.collapsebench_cache_bytes = 0
+        for plugin in strategy.plugins:
+            if isinstance(plugin, fastdata.TensorBatchesPlugin):
+                plugin.cache_bytes = 0
     return BuiltRun(
         config=config, options=options, identity=identity_of({**config.to_dict(), "resolved_options": options}),
         protocol=protocol, run_dir=run_dir, started=started, build_seconds=time.perf_counter() - started,

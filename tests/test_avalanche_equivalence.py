@@ -23,7 +23,7 @@ from torch import nn
 from collapsebench import CollapseMetric, Measurement
 from collapsebench.dispatch import PER_ITERATION, does_nothing, listeners, with_lean_dispatch
 from collapsebench.evaluation import GENERIC_RULES, LeanEvaluationPlugin, Recorder
-from collapsebench.fastdata import PendingTensorBatches, TensorBatches, with_tensor_batches
+from collapsebench.fastdata import PendingTensorBatches, TensorBatches, TensorBatchesPlugin
 
 N_CLASSES, IN_FEATURES = 3, 5
 
@@ -77,12 +77,11 @@ def template(net, *, fast, plugins=(), evaluator=None, epochs=2, batch_size=16, 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # no loggers, on purpose
             evaluator = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
-    cls = with_tensor_batches(SupervisedTemplate) if fast else SupervisedTemplate
-    if lean_dispatch:
-        cls = with_lean_dispatch(cls)
+    plugins = [TensorBatchesPlugin(), *plugins] if fast else list(plugins)  # first, as runner.make_template puts it
+    cls = with_lean_dispatch(SupervisedTemplate) if lean_dispatch else SupervisedTemplate
     return cls(model=net, optimizer=torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9),
                criterion=nn.CrossEntropyLoss(), train_mb_size=batch_size, train_epochs=epochs, eval_mb_size=32,
-               device="cpu", plugins=list(plugins), evaluator=evaluator)
+               device="cpu", plugins=plugins, evaluator=evaluator)
 
 
 def accuracy_matrix(strategy, benchmark, shuffle):

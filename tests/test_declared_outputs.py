@@ -233,13 +233,15 @@ def test_no_built_in_evaluator_name_in_the_host():
 
 def test_checkpoints_leave_out_what_a_template_mixin_declares_transient():
     from collapsebench import checkpoint
-    from collapsebench.fastdata import TensorBatchesMixin
 
     assert not [name for name in checkpoint.TRANSIENT if name.startswith("_")]  # no one's private cache
 
-    class Template(TensorBatchesMixin):
+    class CachingMixin:  # a third party's template mixin with a cache of its own
+        collapsebench_transient = ("_my_cache", "_my_cache_bytes")
+
+    class Template(CachingMixin):
         def __init__(self):
             self.optimizer, self.model = object(), object()
-            self._collapsebench_gathered, self._collapsebench_gathered_bytes = {}, 0
+            self._my_cache, self._my_cache_bytes = {}, 0
 
-    assert checkpoint.transient(Template()) == ["optimizer", "_collapsebench_gathered", "_collapsebench_gathered_bytes"]
+    assert checkpoint.transient(Template()) == ["optimizer", "_my_cache", "_my_cache_bytes"]

@@ -10,7 +10,7 @@ input and a meta output, which a ``TorchDispatchMode`` sees exactly as it would 
 the host to a CUDA device. The data path is the same Python code for meta and CUDA (the gather,
 its placement on ``strategy.device``, ``TensorBatches``, Avalanche's ``_unpack_minibatch``
 ``.to(device)``); only the kernels differ. The training loop runs for real on meta: the run's own
-template (``runner.make_template``, both of collapsebench's template mixins), forward, loss,
+template (``runner.make_template``: its template mixin and its tensor-batches plugin), forward, loss,
 backward, the SGD step with momentum, and the online-accuracy Avalanche training plugin. A
 tensor made on the wrong device would either fail with a device mismatch or show in the log.
 

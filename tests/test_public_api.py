@@ -66,7 +66,7 @@ def test_lazy_names_come_from_their_modules():
     assert collapsebench.Measurement is evaluation.Measurement
     assert collapsebench.moment_key is probe.moment_key
     assert collapsebench.make_template is runner.make_template
-    assert collapsebench.with_tensor_batches is fastdata.with_tensor_batches
+    assert collapsebench.TensorBatchesPlugin is fastdata.TensorBatchesPlugin
     with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
         collapsebench.not_a_name  # noqa: B018
 
