@@ -12,9 +12,21 @@ machine's noise:
   torchvision transforms), for reference.
 
 Only training time is compared (each experience's training, no evaluation); medians over
-``--repeats``. Needs the MNIST files under --data-root (default: ../shared/data).
+``--repeats``, and the median over repeats of each repeat's own ratio to the hand loop (the
+contenders of one repeat run back to back, so they share that moment's load). Needs the MNIST
+files under --data-root (default: ../shared/data).
+
+``--clock cpu`` times every contender by this thread's CPU time instead of wall time (it stands
+in for ``time.perf_counter`` while the benchmark runs, so collapsebench's own recorded timings
+use it too): on a machine shared with other jobs, time spent waiting for a core then counts for
+no one. All training runs in the main thread, so nothing is missed.
+
+When CUDA is available, a GPU section follows (wall time, synchronized): the same three ways
+with ``--device cuda``, the hand loop holding its tensors on the GPU as collapsebench's gathered
+experiences do. Without CUDA it says why it is skipped.
 
     uv run python benchmarks/bench_speed.py --repeats 5
+    uv run python benchmarks/bench_speed.py --repeats 9 --threads 1 --clock cpu
 """
 
 from __future__ import annotations
@@ -41,28 +53,36 @@ def stream_tensors(benchmark):
     return experiences
 
 
-def hand_loop(model_factory, experiences, epochs, batch_size, lr, momentum, seed) -> float:
+def hand_loop(model_factory, experiences, epochs, batch_size, lr, momentum, seed, device="cpu") -> float:
     torch.manual_seed(seed)
-    model = model_factory()
+    model = model_factory().to(device)
+    experiences = [(x.to(device), y.to(device)) for x, y in experiences]  # ready on the device, as gathered
     criterion = torch.nn.CrossEntropyLoss()
     seconds = 0.0
     for inputs, targets in experiences:
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)  # as Avalanche: a fresh one each time
+        _synchronize(device)
         started = time.perf_counter()
         model.train()
         for _ in range(epochs):
-            order = torch.randperm(len(targets))
+            order = torch.randperm(len(targets)).to(device)
             for start in range(0, len(targets), batch_size):
                 index = order[start : start + batch_size]
                 x, y = inputs.index_select(0, index), targets.index_select(0, index)
                 optimizer.zero_grad()
                 criterion(model(x), y).backward()
                 optimizer.step()
+        _synchronize(device)
         seconds += time.perf_counter() - started
     return seconds
 
 
-def collapsebench_run(manager, registry, data_root, epochs, batch_size, lr, momentum, seed) -> float:
+def _synchronize(device) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def collapsebench_run(manager, registry, data_root, epochs, batch_size, lr, momentum, seed, device="cpu"):
     from collapsebench.config import build_config
     from collapsebench.runner import execute
 
@@ -70,13 +90,13 @@ def collapsebench_run(manager, registry, data_root, epochs, batch_size, lr, mome
         config = build_config({
             "stream": "split-mnist", "model": "mlp", "strategy": "naive", "evaluators": [],
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum, "seed": seed,
-            "data_root": str(data_root), "out": out, "probe_size": 100,
+            "data_root": str(data_root), "out": out, "probe_size": 100, "device": device,
         })
         result = execute(config, manager, registry, echo=lambda *a, **k: None)
     return result["timing"]["train"], result["timing"]["data"]
 
 
-def avalanche_split_mnist(model_factory, data_root, epochs, batch_size, lr, momentum, seed) -> float:
+def avalanche_split_mnist(model_factory, data_root, epochs, batch_size, lr, momentum, seed, device="cpu") -> float:
     from avalanche.benchmarks.classic import SplitMNIST
     from avalanche.training import Naive
 
@@ -85,14 +105,56 @@ def avalanche_split_mnist(model_factory, data_root, epochs, batch_size, lr, mome
     model = model_factory()
     strategy = Naive(
         model=model, optimizer=torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum),
-        train_mb_size=batch_size, train_epochs=epochs, eval_mb_size=512, evaluator=None,
+        train_mb_size=batch_size, train_epochs=epochs, eval_mb_size=512, evaluator=None, device=device,
     )
     seconds = 0.0
     for experience in benchmark.train_stream:
+        _synchronize(device)
         started = time.perf_counter()
         strategy.train(experience)
+        _synchronize(device)
         seconds += time.perf_counter() - started
     return seconds
+
+
+def measure(args, manager, registry, experiences, model_factory, device: str) -> dict[str, list[float]]:
+    """Each contender once per repeat, in turn; seconds of training per contender and repeat."""
+    budget = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, device=device)
+    times = {"hand loop": [], "collapsebench": [], "collapsebench + one-time gathering": [], "avalanche SplitMNIST": []}
+    for repeat in range(args.repeats):
+        times["hand loop"].append(hand_loop(model_factory, experiences, seed=repeat, **budget))
+        train, data = collapsebench_run(manager, registry, args.data_root, seed=repeat, **budget)
+        times["collapsebench"].append(train)
+        times["collapsebench + one-time gathering"].append(train + data)
+        times["avalanche SplitMNIST"].append(avalanche_split_mnist(model_factory, args.data_root, seed=repeat, **budget))
+        print(f"[{device}] repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
+    return times
+
+
+def table(times: dict[str, list[float]]) -> str:
+    from tabulate import tabulate
+
+    base = times["hand loop"]
+    rows = []
+    for name, values in times.items():
+        paired = statistics.median(v / b for v, b in zip(values, base))
+        rows.append([name, statistics.median(values), min(values), max(values),
+                     statistics.median(values) / statistics.median(base), paired])
+    return tabulate(rows, headers=["", "median s", "min s", "max s", "x hand loop", "median of paired x"],
+                    floatfmt=".3f")
+
+
+def gpu_section(args, manager, registry, experiences, model_factory) -> None:
+    if not torch.cuda.is_available():
+        print("\nGPU section skipped: torch.cuda.is_available() is False here (no CUDA GPU, no driver, or a "
+              "torch built without CUDA). On a machine with one, this section times the same contenders "
+              "with --device cuda.")
+        return
+    device = "cuda"
+    print(f"\nGPU section: {torch.cuda.get_device_name(0)}, wall time, synchronized around each experience")
+    hand_loop(model_factory, experiences, args.epochs, args.batch_size, args.lr, args.momentum, 0, device)  # warm-up
+    times = measure(args, manager, registry, experiences, model_factory, device)
+    print(table(times))
 
 
 def main() -> None:
@@ -103,6 +165,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: time.perf_counter; cpu: this thread's CPU time (CPU section only)")
+    parser.add_argument("--no-gpu", action="store_true", help="skip the GPU section even when CUDA is available")
     parser.add_argument("--data-root", default=os.environ.get("COLLAPSEBENCH_DATA_ROOT", REPO.parent / "shared" / "data"))
     args = parser.parse_args()
     if args.threads:
@@ -120,27 +185,22 @@ def main() -> None:
     context = StreamContext(seed=0, scenario="class", data_root=Path(args.data_root))
     experiences = stream_tensors(stream_record.factory(context, **stream_record.option_defaults()).benchmark)
     model_factory = lambda: mlp.factory((1, 28, 28), 10, False, **mlp.option_defaults())  # noqa: E731
-    budget = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum)
 
-    times = {"hand loop": [], "collapsebench": [], "collapsebench + one-time gathering": [], "avalanche SplitMNIST": []}
-    for repeat in range(args.repeats):
-        times["hand loop"].append(hand_loop(model_factory, experiences, seed=repeat, **budget))
-        train, data = collapsebench_run(manager, registry, args.data_root, seed=repeat, **budget)
-        times["collapsebench"].append(train)
-        times["collapsebench + one-time gathering"].append(train + data)
-        times["avalanche SplitMNIST"].append(avalanche_split_mnist(model_factory, args.data_root, seed=repeat, **budget))
-        print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
+    wall = time.perf_counter
+    if args.clock == "cpu":
+        time.perf_counter = time.thread_time  # every timer below, collapsebench's own included
+    try:
+        times = measure(args, manager, registry, experiences, model_factory, "cpu")
+    finally:
+        time.perf_counter = wall
 
-    from tabulate import tabulate
-
-    base = statistics.median(times["hand loop"])
     n_train = sum(len(t) for _, t in experiences)
     print(f"\nsplit MNIST ({n_train} training images), MLP 784-256-256-10, {args.epochs} epochs, "
-          f"batch {args.batch_size}, {torch.get_num_threads()} torch threads; training time, median of {args.repeats}")
-    print(tabulate(
-        [[name, statistics.median(v), min(v), max(v), statistics.median(v) / base] for name, v in times.items()],
-        headers=["", "median s", "min s", "max s", "x hand loop"], floatfmt=".2f",
-    ))
+          f"batch {args.batch_size}, {torch.get_num_threads()} torch threads; training time ({args.clock} clock), "
+          f"median of {args.repeats}")
+    print(table(times))
+    if not args.no_gpu:
+        gpu_section(args, manager, registry, experiences, model_factory)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
+from avalanche.evaluation.metrics.loss import EpochLoss as AvalancheEpochLoss
 from avalanche.logging import BaseLogger
 from avalanche.training.plugins import EvaluationPlugin
 
@@ -208,6 +209,67 @@ def _acts(metric, callback: str) -> bool:
     return True
 
 
+#: Per-iteration callbacks where GenericPluginMetric updates, and the mode it updates in.
+_UPDATING_CALLBACKS = {"after_training_iteration": "train", "after_eval_iteration": "eval"}
+
+
+def _only_updates(metrics: list, callback: str, loggers) -> list | None:
+    """``metrics`` when each would only ``update`` in ``callback`` and no logger listens there."""
+    from avalanche.evaluation.metric_definitions import GenericPluginMetric
+
+    from collapsebench.dispatch import does_nothing
+
+    mode = _UPDATING_CALLBACKS.get(callback)
+    if mode is None or not metrics:
+        return None
+    generic = getattr(GenericPluginMetric, callback)
+    if not does_nothing(getattr(PluginMetric, callback)):
+        return None  # GenericPluginMetric's callback calls PluginMetric's first: it must be empty
+    for metric in metrics:
+        if getattr(type(metric), callback) is not generic or metric._mode != mode or metric._emit_at == "iteration":
+            return None
+    for logger in loggers:
+        for name in (callback, "log_metrics"):
+            if getattr(type(logger), name, None) is not getattr(BaseLogger, name, None):
+                return None
+    return list(metrics)
+
+
+class EpochLoss(AvalancheEpochLoss):
+    """Avalanche's ``EpochLoss`` (the run's epoch loss), with its arithmetic done once per epoch.
+
+    Avalanche updates the running mean at every minibatch with ``float(torch.mean(loss))``,
+    which reads a value back from the device at every step. Here each minibatch's loss is kept
+    (detached) and fed to Avalanche's own ``LossMetric`` in the same order when the result is
+    asked for, or every ``FLUSH_EVERY`` minibatches: the same float operations in the same
+    order, so the same value to the last bit (tests/test_avalanche_equivalence.py).
+    """
+
+    FLUSH_EVERY = 256
+
+    def __init__(self):
+        self._pending: list[tuple[torch.Tensor, int]] = []
+        super().__init__()
+
+    def update(self, strategy):
+        self._pending.append((strategy.loss.detach(), len(strategy.mb_y)))
+        if len(self._pending) >= self.FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for loss, patterns in pending:
+            self._loss.update(loss, patterns=patterns)
+
+    def result(self):
+        self._flush()
+        return super().result()
+
+    def reset(self):
+        self._pending = []
+        super().reset()
+
+
 class LeanEvaluationPlugin(EvaluationPlugin):
     """Avalanche's ``EvaluationPlugin``, minus the per-callback work that does nothing.
 
@@ -223,7 +285,14 @@ class LeanEvaluationPlugin(EvaluationPlugin):
       is an empty function is left out, and so is one of Avalanche's ``GenericPluginMetric``
       metrics in a per-iteration callback its mode and reset setting ignore (an epoch-loss
       metric is called after each training iteration, the experience accuracy is not);
-    - a callback with no such metric and no logger that overrides it is not forwarded at all.
+    - a callback with no such metric and no logger that overrides it is not forwarded at all;
+    - after a training or evaluation iteration, when every acting metric is a
+      ``GenericPluginMetric`` that only updates there (it emits per epoch or experience, as the
+      run's epoch loss and accuracies do) and no logger listens, the metrics' ``update`` is
+      called directly, with ``strategy.experience`` replaced by its logging view as Avalanche
+      does; the view is made once per experience rather than copied at every iteration.
+      That is exactly what Avalanche's path does there (its callback calls ``update`` and
+      returns nothing to publish), without the call chain that cost more than the update.
 
     Every metric value reaches the loggers as it would through Avalanche's plugin
     (tests/test_avalanche_equivalence.py).
@@ -237,6 +306,8 @@ class LeanEvaluationPlugin(EvaluationPlugin):
         super().__init__(*metrics, loggers=loggers, collect_all=False)
         self._acting: dict[str, list] = {}
         self._callbacks: dict[str, Any] = {}
+        self._updating: dict[str, list | None] = {}
+        self._logging_view = (None, None)  # (an experience, its logging view)
 
     def _acting_metrics(self, callback: str) -> list:
         acting = self._acting.get(callback)
@@ -262,7 +333,30 @@ class LeanEvaluationPlugin(EvaluationPlugin):
             self._callbacks[item] = callback
         return callback
 
+    def _only_updating(self, callback: str) -> list | None:
+        """The acting metrics, when after ``callback`` all Avalanche's path would do is call their
+        ``update`` (see the class docstring); else None."""
+        if callback not in self._updating:
+            self._updating[callback] = _only_updates(self._acting_metrics(callback), callback, self.loggers)
+        return self._updating[callback]
+
+    def _view_for_logging(self, experience):
+        if self._logging_view[0] is not experience:
+            self._logging_view = (experience, experience.logging())
+        return self._logging_view[1]
+
     def _update_metrics_and_loggers(self, strategy, callback: str):
+        updating = self._only_updating(callback) if self._active else None
+        if updating:
+            experience = strategy.experience
+            if experience is not None:
+                strategy.experience = self._view_for_logging(experience)
+            try:
+                for metric in updating:
+                    metric.update(strategy)
+            finally:
+                strategy.experience = experience
+            return None
         # Avalanche's own forwarding, shown only the metrics that can act in this callback.
         everything = self.metrics
         self.metrics = self._acting_metrics(callback)

@@ -25,7 +25,7 @@ from collapsebench.config import RunConfig, identity_differences, identity_of, r
 from collapsebench.errors import CollapsebenchError, Diverged, PluginFailed
 from collapsebench.divergence import DivergenceGuard, TrainingDiverged
 from collapsebench import eventfiles, faults
-from collapsebench.evaluation import LeanEvaluationPlugin, Recorder
+from collapsebench.evaluation import EpochLoss, LeanEvaluationPlugin, Recorder
 from collapsebench.interrupts import StopAtSafePoint, deferred_interrupts
 from collapsebench import checkpoint, dispatch, fastdata, protocols
 from collapsebench.journal import Journal
@@ -265,7 +265,7 @@ def build_run(config: RunConfig, manager: PluginManager, registry: Registry, ech
     reset_head, a broken plugin) and must fail before the run directory is touched; only at its
     end is the directory prepared.
     """
-    from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+    from avalanche.evaluation.metrics import accuracy_metrics
     from avalanche.logging import TensorboardLogger
 
     from collapsebench.records import LoggerContext
@@ -319,7 +319,7 @@ def build_run(config: RunConfig, manager: PluginManager, registry: Registry, ech
     trackers = build_loggers(config, registry, LoggerContext(config=config, run_dir=run_dir, resume=resume))
     evaluation = LeanEvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
-        loss_metrics(epoch=True),
+        EpochLoss(),  # Avalanche's, computed once per epoch
         *metrics,
         loggers=[*trackers, progress_log],
     )

@@ -189,10 +189,18 @@ class WeightNorm(CollapseMetric):
         yield Measurement("norm", "weights", "fc", norm)
 
 
-def _logged_run(lean):
+def _logged_run(lean, runs_metrics=False):
+    """Every value logged, every eval result and every evaluator record of a two-experience run.
+
+    ``runs_metrics``: only what every run has (experience and stream accuracy, epoch loss), where
+    the lean plugin takes its direct-update path after each iteration; else every cadence.
+    """
     from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+    from avalanche.evaluation.metrics.loss import EpochLoss as AvalancheEpochLoss
     from avalanche.logging import BaseLogger
     from avalanche.training.plugins import EvaluationPlugin
+
+    from collapsebench.evaluation import EpochLoss
 
     logged = []
 
@@ -201,11 +209,18 @@ def _logged_run(lean):
             logged.append((name, float(value) if not torch.is_tensor(value) else value.tolist(), x_plot))
 
     recorder = Recorder()
-    metrics = [accuracy_metrics(minibatch=True, epoch=True, experience=True, stream=True),
-               loss_metrics(minibatch=True, epoch=True, experience=True, stream=True),
-               WeightNorm(recorder, every_n_iterations=2, at_experience_start=True)]
+    if runs_metrics:
+        metrics = [accuracy_metrics(experience=True, stream=True), loss_metrics(epoch=True)]
+    else:
+        metrics = [accuracy_metrics(minibatch=True, epoch=True, experience=True, stream=True),
+                   loss_metrics(minibatch=True, epoch=True, experience=True, stream=True),
+                   WeightNorm(recorder, every_n_iterations=2, at_experience_start=True)]
     flat = [m for group in metrics for m in (group if isinstance(group, list) else [group])]
+    if lean:  # the run's epoch loss instead of Avalanche's
+        flat = [EpochLoss() if type(m) is AvalancheEpochLoss else m for m in flat]
     evaluator = LeanEvaluationPlugin(*flat, loggers=[Keep()]) if lean else EvaluationPlugin(*flat, loggers=[Keep()])
+    if lean and runs_metrics:
+        assert evaluator._only_updating("after_training_iteration") and evaluator._only_updating("after_eval_iteration")
     benchmark = stream()
     strategy = template(model(), fast=False, evaluator=evaluator, lean_dispatch=lean)
     torch.manual_seed(0)
@@ -226,6 +241,13 @@ def test_lean_evaluation_reports_the_same_metric_values():
     # Every kind of value was compared: minibatch, epoch, experience and stream metrics, ours too.
     assert {"Top1_Acc_MB", "Top1_Acc_Epoch", "Top1_Acc_Exp", "Top1_Acc_Stream", "Loss_MB", "norm"} <= names
     assert {r["phase"] for r in plain_records} == {"end", "start", "iteration"}
+
+
+def test_lean_evaluation_of_the_runs_metrics_reports_the_same_values():
+    plain_logged, plain_results, _ = _logged_run(lean=False, runs_metrics=True)
+    lean_logged, lean_results, _ = _logged_run(lean=True, runs_metrics=True)
+    assert lean_logged == plain_logged and lean_results == plain_results
+    assert {name.split("/")[0] for name, _, _ in plain_logged} == {"Top1_Acc_Exp", "Top1_Acc_Stream", "Loss_Epoch"}
 
 
 # --- LeanDispatchMixin against trigger_plugins ----------------------------------------------
@@ -364,11 +386,13 @@ def test_generic_metric_rules_match_what_its_callbacks_do(mode, reset_at, emit_a
 @pytest.mark.filterwarnings("ignore:No loggers specified")
 def test_the_runs_evaluation_forwards_no_idle_iteration_callback():
     """The metric set of every run: experience and stream accuracy, epoch loss."""
-    from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+    from avalanche.evaluation.metrics import accuracy_metrics
 
-    evaluation = LeanEvaluationPlugin(accuracy_metrics(experience=True, stream=True), loss_metrics(epoch=True),
-                                      loggers=[])
+    from collapsebench.evaluation import EpochLoss
+
+    evaluation = LeanEvaluationPlugin(accuracy_metrics(experience=True, stream=True), EpochLoss(), loggers=[])
     assert does_nothing(evaluation.before_training_iteration)
     assert [type(m).__name__ for m in evaluation._acting_metrics("after_training_iteration")] == ["EpochLoss"]
+    assert evaluation._only_updating("after_training_iteration") == evaluation._acting_metrics("after_training_iteration")
     assert {type(m).__name__ for m in evaluation._acting_metrics("after_eval_iteration")} == {
         "ExperienceAccuracy", "StreamAccuracy"}
