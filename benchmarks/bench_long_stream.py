@@ -11,6 +11,7 @@ evaluators, data gathering, checkpoints, figures).
 
     uv run --locked python benchmarks/bench_long_stream.py                    # T = 50, 200, 800
     uv run --locked python benchmarks/bench_long_stream.py --tasks 50 200 --evaluators weights,activations
+    uv run --locked python benchmarks/bench_long_stream.py --checkpoint-seconds 2
 
 Prints a Markdown table (docs/performance.md) and writes benchmarks/bench_long_stream.json.
 """
@@ -32,7 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("COLLAPSEBENCH_DATA_ROOT", REPO.parent / "shared" / "data"))
 
 
-def child(tasks: int, evaluators: list[str], out: Path, test_subset: int, checkpoint_every: int) -> dict:
+def child(tasks: int, evaluators: list[str], out: Path, test_subset: int, checkpoint_every: int,
+          checkpoint_seconds: float) -> dict:
     from collapsebench.config import build_config
     from collapsebench.manager import build_manager
     from collapsebench.registry import Registry
@@ -42,6 +44,7 @@ def child(tasks: int, evaluators: list[str], out: Path, test_subset: int, checkp
         "stream": "permuted-mnist", "model": "mlp", "strategy": "naive", "evaluators": evaluators,
         "evaluation": "current", "epochs": 1, "batch_size": 16, "lr": 0.03, "momentum": 0.9,
         "data_root": str(DATA), "out": str(out), "probe_size": 500, "checkpoint_every": checkpoint_every,
+        "checkpoint_seconds": checkpoint_seconds,
         "stream_options": {"n_experiences": tasks, "train_subset": 500, "test_subset": test_subset},
         "model_options": {"widths": [100, 100]},
     })
@@ -53,6 +56,11 @@ def child(tasks: int, evaluators: list[str], out: Path, test_subset: int, checkp
         if str(line).startswith("experience "):
             starts.append(time.perf_counter())
 
+    from collapsebench import checkpoint
+
+    written = []
+    real_save = checkpoint.save
+    checkpoint.save = lambda strategy, run_dir, progress: written.append(1) or real_save(strategy, run_dir, progress)
     rss_before = _rss_mb()  # torch, Avalanche and the plugins imported
     result = execute(config, manager, registry, echo=echo)
     ended = time.perf_counter()
@@ -64,6 +72,8 @@ def child(tasks: int, evaluators: list[str], out: Path, test_subset: int, checkp
         "tasks": tasks,
         "evaluators": evaluators,
         "checkpoint_every": checkpoint_every,
+        "checkpoint_seconds": checkpoint_seconds,
+        "checkpoints_written": len(written),
         "seconds_per_experience": loop / tasks,
         "median_all": statistics.median(per_experience),
         "median_first_tenth": statistics.median(per_experience[:tenth]),
@@ -85,8 +95,8 @@ def _rss_mb() -> float:
 def table(rows: list[dict]) -> str:
     lines = [
         "| T | s / experience (mean) | median | median, first 10% | median, last 10% | peak RSS (MB) | growth after imports (MB) "
-        "| results.json (MB) | non-training share | evaluation | evaluators | data | checkpoint |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| results.json (MB) | non-training share | evaluation | evaluators | data | checkpoint | checkpoints |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         t, loop = r["timing"], r["timing"]["total"] - r["timing"]["build"]
@@ -95,7 +105,7 @@ def table(rows: list[dict]) -> str:
             f"| {r['tasks']} | {r['seconds_per_experience']:.3f} | {r['median_all']:.3f} | {r['median_first_tenth']:.3f} | "
             f"{r['median_last_tenth']:.3f} | {r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] - r['rss_before_mb']:.0f} | "
             f"{r['results_json_mb']:.2f} | {r['non_training_share']:.1%} | {share['evaluate']:.1%} | "
-            f"{share['evaluators']:.1%} | {share['data']:.1%} | {share['checkpoint']:.1%} |"
+            f"{share['evaluators']:.1%} | {share['data']:.1%} | {share['checkpoint']:.1%} | {r.get('checkpoints_written', '')} |"
         )
     return "\n".join(lines)
 
@@ -106,13 +116,15 @@ def main() -> int:
     parser.add_argument("--evaluators", default="", help="comma-separated evaluators (default: none)")
     parser.add_argument("--test-subset", type=int, default=500, help="test images per task")
     parser.add_argument("--checkpoint-every", type=int, default=1, help="the runner's checkpoint_every")
+    parser.add_argument("--checkpoint-seconds", type=float, default=0.0, help="the runner's checkpoint_seconds")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "bench_long_stream.json"))
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     evaluators = [e for e in args.evaluators.split(",") if e]
     if args.child:
-        print(json.dumps(child(args.child, evaluators, Path(args.out), args.test_subset, args.checkpoint_every)))
+        print(json.dumps(child(args.child, evaluators, Path(args.out), args.test_subset, args.checkpoint_every,
+                                args.checkpoint_seconds)))
         return 0
     if not (DATA / "MNIST" / "raw").exists():
         print(f"No MNIST under {DATA} (set COLLAPSEBENCH_DATA_ROOT).", file=sys.stderr)
@@ -123,6 +135,7 @@ def main() -> int:
             process = subprocess.run(
                 [sys.executable, __file__, "--child", str(tasks), "--evaluators", args.evaluators,
                  "--test-subset", str(args.test_subset), "--checkpoint-every", str(args.checkpoint_every),
+                 "--checkpoint-seconds", str(args.checkpoint_seconds),
                  "--out", str(Path(scratch) / f"T{tasks}")],
                 cwd=REPO, capture_output=True, text=True,
             )
@@ -132,7 +145,8 @@ def main() -> int:
             rows.append(json.loads(process.stdout.strip().splitlines()[-1]))
             print(f"T={tasks}: {rows[-1]['seconds_per_experience']:.3f} s per experience", file=sys.stderr, flush=True)
     previous = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
-    previous[f"evaluators={','.join(evaluators) or 'none'} checkpoint_every={args.checkpoint_every}"] = rows
+    previous[f"evaluators={','.join(evaluators) or 'none'} checkpoint_every={args.checkpoint_every}"
+             + (f" checkpoint_seconds={args.checkpoint_seconds:g}" if args.checkpoint_seconds else "")] = rows
     Path(args.json).write_text(json.dumps(previous, indent=2) + "\n")
     print(table(rows))
     return 0

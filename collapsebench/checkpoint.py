@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,26 @@ def transient(strategy) -> list[str]:
                 for name in vars(owner).get(TRANSIENT_ATTRIBUTE, ())]
     return [name for name in dict.fromkeys((*TRANSIENT, *declared)) if hasattr(strategy, name)]
 _PROGRESS = "_collapsebench_progress"
+
+
+class Cadence:
+    """When a finished experience is checkpointed: every ``every``-th one, once at least
+    ``seconds`` passed since the last checkpoint (or since training began).
+
+    Elapsed time decides only *when* a checkpoint is written, never what is in it: a resume
+    from any checkpoint continues exactly as the uninterrupted run (the random generators are
+    saved with the strategy), so results do not depend on the machine's speed.
+    """
+
+    def __init__(self, every: int = 1, seconds: float = 0.0, clock=time.monotonic):
+        self.every, self.seconds, self.clock = every, seconds, clock
+        self.last = clock()
+
+    def due(self, experiences_done: int) -> bool:
+        return experiences_done % self.every == 0 and self.clock() - self.last >= self.seconds
+
+    def saved(self) -> None:
+        self.last = self.clock()
 
 
 def save(strategy, run_dir: Path, progress: dict[str, Any]) -> None:

@@ -67,6 +67,11 @@ class RunConfig:
     #: Checkpoint after every N-th experience: on a long stream of short experiences a checkpoint
     #: per experience is a tenth of the run (docs/performance.md); a resume repeats at most N-1.
     checkpoint_every: int = 1
+    #: ...and only once at least this many seconds passed since the last checkpoint (0: no
+    #: minimum). Where experiences take less time than a checkpoint is worth (a long stream of
+    #: short tasks), this bounds the checkpoints' share of the run; a resume then repeats less than
+    #: this much work plus one experience. Results do not depend on it (docs/protocols.md).
+    checkpoint_seconds: float = 0.0
     #: Draw the report's figures into TensorBoard after every experience (about 2 s each);
     #: off by default so that no plotting runs in a training process unless asked.
     tensorboard_figures: bool = False
@@ -135,6 +140,8 @@ RUN_FLAGS: dict[str, Flag] = {
     "strategy": Flag("strategy name, or several joined by +"),
     "evaluators": Flag("comma-separated evaluator names"),
     "checkpoint_every": Flag("checkpoint after every N-th experience; a resume repeats at most N-1", metavar="N"),
+    "checkpoint_seconds": Flag("checkpoint only once S seconds passed since the last one (0: no minimum); "
+                               "bounds the checkpoints' share of a run of short experiences", metavar="S"),
     "evaluation": Flag("test experiences measured after each one: full, seen, current or every:N "
                        "(default: the stream's, else full)", metavar="PROTOCOL"),
     "seed": Flag("random seed of the run"),
@@ -194,6 +201,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "threads": (0, 4096),
     "probe_size": (1, 10_000_000),
     "checkpoint_every": (1, 10_000_000),
+    "checkpoint_seconds": (0.0, 1e9),
 }
 TABLE_KEYS = ("stream_options", "model_options", "strategy_options", "evaluator_options")
 NAME_LIST_KEYS = ("evaluators", "plugins", "loggers")
@@ -305,7 +313,7 @@ def _check(key: str, value: Any) -> Any:
 #: Config keys that say where and how a run executes, not what it computes: moving a run's
 #: output or data, or running it with other thread counts, does not change its result.
 #: ``plugins`` is left out too: results.json records the loaded plugins, not the ``--plugin`` specs.
-LOCAL_KEYS = ("out", "data_root", "download", "plugins", "threads", "checkpoint", "checkpoint_every", "loggers")
+LOCAL_KEYS = ("out", "data_root", "download", "plugins", "threads", "checkpoint", "checkpoint_every", "checkpoint_seconds", "loggers")
 
 
 def identity_of(config: dict[str, Any]) -> dict[str, Any]:

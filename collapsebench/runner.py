@@ -398,6 +398,7 @@ def train_experiences(run: BuiltRun, progress: Progress, manager: PluginManager,
         return value
 
     unsaved: list[dict[str, Any]] = []  # journal entries of the experiences since the last checkpoint
+    cadence = checkpoint.Cadence(config.checkpoint_every, config.checkpoint_seconds)
     try:
         for experience in list(run.stream.benchmark.train_stream)[progress.done:]:
             if run.stream.reset_head_each_experience and experience.current_experience > 0:
@@ -415,7 +416,7 @@ def train_experiences(run: BuiltRun, progress: Progress, manager: PluginManager,
                 "experience": experience.current_experience, "cells": [[j, a] for j, a in cells.items()],
                 "online_accuracy": progress.online_accuracy[-1], "records": recorder.records[first_record:],
             })
-            if config.checkpoint and len(matrix) < run.n_experiences and len(matrix) % config.checkpoint_every == 0:
+            if config.checkpoint and len(matrix) < run.n_experiences and cadence.due(len(matrix)):
                 tick = time.perf_counter()
                 journal_bytes = run.journal.append(unsaved)
                 unsaved = []
@@ -427,6 +428,7 @@ def train_experiences(run: BuiltRun, progress: Progress, manager: PluginManager,
                     "metric_states": [m.state_dict() if hasattr(m, "state_dict") else None for m in run.metrics],
                 })
                 timing["checkpoint"] += time.perf_counter() - tick
+                cadence.saved()
     except KeyboardInterrupt:
         echo(f"\nInterrupted after {len(matrix)} of {run.n_experiences} experiences; writing a partial result.")
         return "partial", {}

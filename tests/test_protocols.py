@@ -273,6 +273,42 @@ def test_a_current_run_resumes_to_the_uninterrupted_result(cli, tiny_plugin, tmp
     assert not (killed / "journal.jsonl").exists() and not (killed / "checkpoint.pkl").exists()
 
 
+def test_checkpoint_cadence_counts_experiences_and_seconds():
+    from collapsebench.checkpoint import Cadence
+
+    now = [0.0]
+    cadence = Cadence(every=2, seconds=5.0, clock=lambda: now[0])
+    written = []
+    for done, seconds_taken in enumerate([1, 1, 1, 1, 4, 1, 1, 9, 1, 1], start=1):
+        now[0] += seconds_taken  # the experience's training and evaluation
+        if cadence.due(done):
+            written.append(done)
+            cadence.saved()
+    # every second experience, and only once 5 s passed since the last checkpoint (or the start)
+    assert written == [6, 8]  # 10: only 2 s after the checkpoint at 8
+    assert [d for d in range(1, 11) if Cadence(every=3).due(d)] == [3, 6, 9]  # seconds=0: no minimum
+
+
+def test_checkpoint_seconds_decides_only_when_checkpoints_are_written(cli, tiny_plugin, tmp_path, monkeypatch):
+    from collapsebench import checkpoint
+
+    saved = []
+    real_save = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda strategy, run_dir, progress: saved.append(
+        progress["experiences_done"]) or real_save(strategy, run_dir, progress))
+    results = {}
+    for seconds in ("0", "1e6"):
+        saved.clear()
+        code, out, err = cli("run", *tiny_args(tiny_plugin, 4, "--seed", "5", "--checkpoint-seconds", seconds),
+                             "--out", tmp_path / seconds)
+        assert code == 0, err
+        results[seconds] = (list(saved), json.loads((tmp_path / seconds / "results.json").read_text()))
+    assert results["0"][0] == [1, 2, 3] and results["1e6"][0] == []
+    for key in ("accuracy_matrix", "online_accuracy", "summary", "metrics"):
+        assert results["0"][1][key] == results["1e6"][1][key], key
+    assert results["1e6"][1]["config"]["checkpoint_seconds"] == 1e6
+
+
 def test_a_long_stream_keeps_per_experience_work_flat(cli, tiny_plugin, tmp_path, monkeypatch):
     """300 tiny experiences under ``current``: Avalanche's reported metrics, the checkpoint's progress
     and the gathered test tensors stay the same size from the first experience to the last."""
