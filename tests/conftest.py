@@ -24,13 +24,9 @@ def private_signing_key(tmp_path_factory):
     os.environ so that the runs tests start as subprocesses (and sweep workers) share it."""
     from collapsebench.signing import HOME_ENV
 
-    previous = os.environ.get(HOME_ENV)
-    os.environ[HOME_ENV] = str(tmp_path_factory.mktemp("collapsebench-home"))
-    yield Path(os.environ[HOME_ENV])
-    if previous is None:
-        os.environ.pop(HOME_ENV, None)
-    else:
-        os.environ[HOME_ENV] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(HOME_ENV, str(tmp_path_factory.mktemp("collapsebench-home")))
+        yield Path(os.environ[HOME_ENV])
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,13 +35,9 @@ def private_cache_dir(tmp_path_factory):
     user's ~/.cache/collapsebench. Both caches resolve $COLLAPSEBENCH_CACHE_DIR when they are
     read or written, so setting it in os.environ here covers every test and the subprocesses
     tests start; one folder for the session keeps the first computation's result for the rest."""
-    previous = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("collapsebench-cache"))
-    yield Path(os.environ[CACHE_ENV])
-    if previous is None:
-        os.environ.pop(CACHE_ENV, None)
-    else:
-        os.environ[CACHE_ENV] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("collapsebench-cache")))
+        yield Path(os.environ[CACHE_ENV])
 
 
 @pytest.fixture
