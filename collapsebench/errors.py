@@ -42,7 +42,9 @@ def plural(phrase: str) -> str:
             head, _, tail = phrase.partition(joint)
             rest = joint + tail
             break
-    if head.endswith("y") and head[-2:-1] not in ("a", "e", "o", "u", ""):
+    if head.endswith("is"):  # axis, analysis
+        head = head[:-2] + "es"
+    elif head.endswith("y") and head[-2:-1] not in ("a", "e", "o", "u", ""):
         head = head[:-1] + "ies"
     elif head.endswith(("s", "x", "ch", "sh")):
         head += "es"

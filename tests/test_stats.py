@@ -61,7 +61,7 @@ def test_messages_pluralise_the_head_noun():
     from collapsebench.errors import plural, unknown_name_error
 
     assert plural("strategy") == "strategies" and plural("stream") == "streams" and plural("key") == "keys"
-    assert plural("option of 'replay'") == "options of 'replay'"
+    assert plural("option of 'replay'") == "options of 'replay'" and plural("grid axis") == "grid axes"
     assert plural("plugin to disable") == "plugins to disable" and plural("config key") == "config keys"
     message = str(unknown_name_error("strategy", "naiv", ["naive", "replay"]))
     assert "Available strategies: naive, replay" in message and "strategys" not in message

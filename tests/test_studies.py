@@ -211,6 +211,37 @@ def test_a_broken_input_makes_the_claim_fail(ramasesh_quick, tmp_path, cli):
     assert "FAIL  cka-falls-with-depth" in stdout
 
 
+def test_only_runs_part_of_the_grid_and_the_page_says_so(ramasesh_quick, tmp_path, cli):
+    _, out = ramasesh_quick
+    part = tmp_path / "part"
+    shutil.copytree(out, part)
+    code, stdout, _ = cli("study", "run", "ramasesh-deeper-layers-forget", "--quick", "--out", part,
+                          "--only", "seeds=1,0", "--only", "strategies=naive")
+    assert code in (0, 1) and "2 runs (part of the grid: seeds = 1, 0; strategies = naive; the whole grid has 6" in stdout
+    assert "2 already complete, 0 to run" in stdout
+    manifest = json.loads((part / "study.json").read_text())
+    # The grid's own order, whatever order the flag gives.
+    assert [Path(p).parts[-2:] for p in manifest["run_dirs"]] == [("naive", "seed0"), ("naive", "seed1")]
+    claims = json.loads((part / "claims.json").read_text())
+    assert claims["planned_runs"] == claims["complete_runs"] == 2
+    assert claims["only"] == {"seeds": ["1", "0"], "strategies": ["naive"]}
+    assert "Part of the grid:" in (part / "report.html").read_text()
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("stream=split-digits", "Unknown grid axis 'stream'. Did you mean 'streams'?"),
+    ("models=mpl", "Unknown model 'mpl'. Did you mean 'mlp'?"),
+    ("seeds=7", "the grid runs seeds 0"),
+    ("seeds=one", "--only seeds takes integers"),
+    ("strategies", "give AXIS=VALUE"),
+])
+def test_a_bad_only_is_refused_before_planning(flag, message, cli, tmp_path):
+    code, _, err = cli("study", "run", "ramasesh-deeper-layers-forget", "--quick", "--dry-run", "--out",
+                       tmp_path / "s", "--only", flag)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()
+
+
 def test_study_report_of_a_directory_without_a_study_is_explained(tmp_path, cli):
     code, out, err = cli("study", "report", tmp_path)
     assert code == 2 and "study.json" in err and "Traceback" not in err

@@ -34,6 +34,10 @@ def add_commands(subparsers, add_plugin_flag) -> dict:
     run.add_argument("--out", metavar="DIR", help=f"study directory (default {DEFAULT_OUT}/NAME[-quick])")
     run.add_argument("--data-root", help="where datasets live (default $COLLAPSEBENCH_DATA_ROOT or ./data)")
     run.add_argument("--device", help="cpu (default), cuda, cuda:N or mps")
+    run.add_argument("--only", action="append", default=[], metavar="AXIS=VALUES",
+                     help="run part of the grid: AXIS is streams, models, strategies or seeds, VALUES a "
+                     "comma-separated list of the grid's own values (repeatable; the page and claims.json say "
+                     "which part ran)")
     run.add_argument("--dry-run", action="store_true", help="list the runs; run nothing")
     run.add_argument("--no-report", action="store_true", help="do not write the report afterwards")
     report = commands.add_parser("report", help="check a study's claims and write its page")
@@ -78,7 +82,8 @@ def cmd_run(args) -> int:
     from collapsebench.registry import Registry
     from collapsebench.results import write_json
     from collapsebench.studies.jobs import STUDY_FILE, build_jobs, missing_data
-    from collapsebench.studies.spec import get_study
+    from collapsebench.studies.page import describe_only
+    from collapsebench.studies.spec import get_study, parse_only
     from collapsebench.sweep.cli import _executor
     from collapsebench.sweep.driver import plan, run_sweep
     from collapsebench.sweep.grid import state_of
@@ -86,10 +91,12 @@ def cmd_run(args) -> int:
     manager = build_manager(args.plugin)
     registry = Registry(manager)
     study = get_study(manager, args.name)
+    only = parse_only(args.only)
+    study.grid(args.quick, only)  # a bad --only fails before anything is planned
     out = _out(args)
     plugins = [str(Path(spec).resolve()) if Path(spec).is_file() else spec for spec in args.plugin]
     free = {key: getattr(args, key) for key in ("device", "data_root") if getattr(args, key) is not None}
-    jobs = build_jobs(study, args.quick, registry, out, plugins, free)
+    jobs = build_jobs(study, args.quick, registry, out, plugins, free, only)
     lacking = missing_data(jobs, registry)
     if lacking and not args.dry_run:
         version = "quick version" if args.quick else "full version"
@@ -101,9 +108,13 @@ def cmd_run(args) -> int:
                                             gpus_per_job=None, cpus_per_job=1.0, device=args.device))
     to_run, done = plan(jobs)
     minutes = study.meta.get("expected_minutes_quick" if args.quick else "expected_minutes")
-    print(f"collapsebench study {study.name}{' (quick)' if args.quick else ''}: {len(jobs)} runs, {len(done)} already "
-          f"complete, {len(to_run)} to run on {executor.describe(len(to_run))}"
-          + (f"; expected about {minutes} CPU-minutes in all" if minutes else ""))
+    part = ""
+    if only:
+        part = (f" (part of the grid: {describe_only(only)}; the whole grid has "
+                f"{study.grid(args.quick).n_runs} runs)")
+    print(f"collapsebench study {study.name}{' (quick)' if args.quick else ''}: {len(jobs)} runs{part}, {len(done)} "
+          f"already complete, {len(to_run)} to run on {executor.describe(len(to_run))}"
+          + (f"; expected about {minutes} CPU-minutes for the whole grid" if minutes else ""))
     print(f"study directory: {out}", flush=True)
     if args.dry_run:
         for job in jobs:
@@ -113,7 +124,8 @@ def cmd_run(args) -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / STUDY_FILE, {"study": study.name, "quick": bool(args.quick), "file": str(study.path),
-                                  "definition": study.path.read_text(), "run_dirs": [job.run_dir for job in jobs]})
+                                  "definition": study.path.read_text(), "run_dirs": [job.run_dir for job in jobs],
+                                  "only": only})
     try:
         result = run_sweep(jobs, executor)
     except KeyboardInterrupt:
@@ -132,8 +144,12 @@ def cmd_run(args) -> int:
 def _print_report(directory: Path, study) -> list:
     from collapsebench.studies.page import write_study_report
 
+    from collapsebench.studies.page import describe_only, read_manifest
+
     page, verdicts, complete, planned = write_study_report(directory, study)
-    print(f"\n{study.name}: {complete} of {planned} runs complete")
+    only = read_manifest(directory).get("only")
+    print(f"\n{study.name}: {complete} of {planned} runs complete"
+          + (f" (part of the grid: {describe_only(only)})" if only else ""))
     for v in verdicts:
         d = v.to_dict()
         interval = "" if d["low"] is None else f" [{d['low']:.3f}, {d['high']:.3f}]"

@@ -14,13 +14,14 @@ STUDY_FILE = "study.json"
 
 
 def build_jobs(study, quick: bool, registry, out: str | Path, plugins: list[str],
-               free: dict[str, Any] | None = None) -> list[Job]:
+               free: dict[str, Any] | None = None, only: dict[str, list[str]] | None = None) -> list[Job]:
     """One checked job per stream x model x strategy x seed, and per value of every option axis
     of the grid (collapsebench.planner.plan_study, in OUT/STREAM/MODEL/STRATEGY/seedN, STREAM and
-    MODEL carrying their axis values); bad names or options fail here."""
+    MODEL carrying their axis values); bad names or options fail here. ``only`` keeps part of the
+    grid (spec.Grid.restricted)."""
     from collapsebench.planner import plan_study
 
-    return [Job.of(run, study.name, plugins) for run in plan_study(registry, study.grid(quick), out, plugins, free)]
+    return [Job.of(run, study.name, plugins) for run in plan_study(registry, study.grid(quick, only), out, plugins, free)]
 
 
 def missing_data(jobs: list[Job], registry) -> list[str]:

@@ -14,6 +14,11 @@ from collapsebench.errors import CollapsebenchError
 from collapsebench.results import RESULTS_FILE, write_json
 from collapsebench.studies.jobs import STUDY_FILE
 
+
+def describe_only(only: dict[str, list]) -> str:
+    """``{"streams": ["split-mnist"]}`` as ``streams = split-mnist``."""
+    return "; ".join(f"{axis} = {', '.join(map(str, values))}" for axis, values in only.items())
+
 CLAIMS_FILE = "claims.json"
 PAGE_FILE = "report.html"
 
@@ -77,9 +82,10 @@ def write_study_report(directory: str | Path, study, output: str | Path | None =
     manifest = read_manifest(directory)
     runs, planned = study_runs(directory, manifest)
     verdicts = evaluate_study(study, runs)
+    only = manifest.get("only") or {}
     write_json(directory / CLAIMS_FILE, {
         "study": study.name, "quick": manifest.get("quick"), "complete_runs": len(runs), "planned_runs": planned,
-        "claims": [v.to_dict() for v in verdicts],
+        "only": only, "claims": [v.to_dict() for v in verdicts],
     })
     rendered = render_figures(runs, specs(study.figures))
     title = f"collapsebench study: {study.name}{' (quick)' if manifest.get('quick') else ''}"
@@ -91,6 +97,11 @@ def write_study_report(directory: str | Path, study, output: str | Path | None =
              f"<p class='meta'>{html.escape(study.meta.get('paper', ''))} · {len(runs)} of {planned} runs complete · "
              f"{passed} of {len(verdicts)} claims pass · generated {generated}</p>",
              f"<p>{html.escape(study.description)}</p>"]
+    if only:
+        parts.append("<p class='note'><b>Part of the grid:</b> only " + html.escape(describe_only(only))
+                     + f" ran (<code>study run --only</code>); the whole {'quick ' if manifest.get('quick') else ''}"
+                     f"grid has {study.grid(bool(manifest.get('quick'))).n_runs} runs. The claims are checked "
+                     "on this part alone.</p>")
     for key, heading in (("quick_leaves_out", "What the quick version leaves out"), ("not_covered", "Not covered")):
         if study.meta.get(key):
             parts.append(f"<p class='note'><b>{heading}:</b> {html.escape(study.meta[key])}</p>")

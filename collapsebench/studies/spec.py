@@ -10,6 +10,7 @@ reduced version. Everything is checked when the file is read, so a typo fails be
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import tomllib
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ SECTIONS = ("study", "grid", "run", "models", "streams", "figure", "claim", "qui
 CLAIM_KEYS = ("name", "text", "statistic", "direction", "threshold", "require", "params")
 DIRECTIONS = (">", "<")
 REQUIRES = ("interval", "estimate")
+#: the grid axes ``study run --only`` can cut
+ONLY_AXES = ("streams", "models", "strategies", "seeds")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,30 @@ class Grid:
         axes = (self.stream_axes if kind == "streams" else self.model_axes).get(name, {})
         return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
+    def restricted(self, only: dict[str, list[str]]) -> "Grid":
+        """The grid cut to the named values of some of its axes (``{"streams": ["split-mnist"]}``),
+        for the largest part of a study that a machine can run: data a machine lacks, or CPU hours
+        it does not have. Each value must be one the grid runs."""
+        changes = {}
+        for axis, values in only.items():
+            if axis not in ONLY_AXES:
+                raise unknown_name_error("grid axis", axis, ONLY_AXES, hint="Give --only AXIS=VALUE[,VALUE...].")
+            present = getattr(self, axis)
+            if axis == "seeds":
+                try:
+                    values = [int(v) for v in values]
+                except ValueError:
+                    raise CollapsebenchError(f"--only seeds takes integers, not {','.join(values)!r}.") from None
+            for value in values:
+                if value not in present:
+                    if axis == "seeds":
+                        raise CollapsebenchError(f"--only seeds={value}: the grid runs seeds "
+                                                 f"{', '.join(map(str, present))}.")
+                    raise unknown_name_error(axis[:-1], value, present, hint="--only keeps part of the study's grid.")
+            # The grid's own order, so that run order and run directories do not depend on the flag.
+            changes[axis] = tuple(v for v in present if v in values)
+        return dataclasses.replace(self, **changes)
+
     @property
     def n_runs(self) -> int:
         streams = sum(len(self.variants("streams", s)) for s in self.streams)
@@ -88,8 +115,22 @@ class Study:
     def description(self) -> str:
         return str(self.meta.get("description", ""))
 
-    def grid(self, quick: bool) -> Grid:
-        return self.quick if quick else self.full
+    def grid(self, quick: bool, only: dict[str, list[str]] | None = None) -> Grid:
+        grid = self.quick if quick else self.full
+        return grid.restricted(only) if only else grid
+
+
+def parse_only(entries: list[str] | None) -> dict[str, list[str]]:
+    """``["streams=split-mnist", "seeds=0,1"]`` as ``{"streams": ["split-mnist"], "seeds": ["0", "1"]}``."""
+    only: dict[str, list[str]] = {}
+    for entry in entries or []:
+        axis, sep, values = entry.partition("=")
+        names = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not axis.strip() or not names:
+            raise CollapsebenchError(f"--only {entry!r}: give AXIS=VALUE[,VALUE...], AXIS one of {', '.join(ONLY_AXES)}.")
+        only.setdefault(axis.strip(), [])
+        only[axis.strip()] += [n for n in names if n not in only[axis.strip()]]
+    return only
 
 
 def _merge(base: dict, over: dict) -> dict:
