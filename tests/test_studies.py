@@ -3,6 +3,7 @@ version runs through the sweep's executors into a page with PASS or FAIL per cla
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -226,6 +227,18 @@ def test_only_runs_part_of_the_grid_and_the_page_says_so(ramasesh_quick, tmp_pat
     assert claims["planned_runs"] == claims["complete_runs"] == 2
     assert claims["only"] == {"seeds": ["1", "0"], "strategies": ["naive"]}
     assert "Part of the grid:" in (part / "report.html").read_text()
+
+
+def test_study_jobs_are_labelled_with_their_place_in_the_grid(tmp_path):
+    from collapsebench.registry import Registry
+    from collapsebench.studies.jobs import build_jobs
+
+    manager = build_manager()
+    study = get_study(manager, "zhu-jin-forgetting-collapse")
+    jobs = build_jobs(study, True, Registry(manager), tmp_path, [], only={"seeds": ["0"], "strategies": ["lwf"]})
+    # Progress lines of a study tell its architectures apart; a track's sweep keeps the short label.
+    assert [job.label for job in jobs] == ["split-digits/mlp lwf seed0", "split-digits/convgru lwf seed0"]
+    assert dataclasses.replace(jobs[0], place="").label == "lwf seed0"
 
 
 @pytest.mark.parametrize("flag, message", [

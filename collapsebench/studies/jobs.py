@@ -21,7 +21,9 @@ def build_jobs(study, quick: bool, registry, out: str | Path, plugins: list[str]
     grid (spec.Grid.restricted)."""
     from collapsebench.planner import plan_study
 
-    return [Job.of(run, study.name, plugins) for run in plan_study(registry, study.grid(quick, only), out, plugins, free)]
+    # OUT/STREAM/MODEL/STRATEGY/seedN: the job's place is STREAM/MODEL (with their axis values).
+    return [Job.of(run, study.name, plugins, place="/".join(Path(run.run_dir).parts[-4:-2]))
+            for run in plan_study(registry, study.grid(quick, only), out, plugins, free)]
 
 
 def missing_data(jobs: list[Job], registry) -> list[str]:

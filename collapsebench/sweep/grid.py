@@ -36,16 +36,20 @@ class Job:
     plugins: tuple[str, ...] = field(default=())
     #: Continue from the run directory's checkpoint (an interrupted run of the same config).
     resume: bool = False
+    #: Where in a grid of several streams or models the job sits (a study's ``STREAM/MODEL``), so
+    #: that progress lines tell its runs apart; empty for a track's sweep, where only the
+    #: strategy and seed vary.
+    place: str = ""
 
     @property
     def label(self) -> str:
-        return f"{self.strategy} seed{self.seed}"
+        return f"{self.place + ' ' if self.place else ''}{self.strategy} seed{self.seed}"
 
     @classmethod
-    def of(cls, run, grid: str, plugins) -> "Job":
+    def of(cls, run, grid: str, plugins, place: str = "") -> "Job":
         """The job of a planned run (collapsebench.planner.PlannedRun) of the grid named ``grid``."""
         return cls(grid, run.config.strategy, run.config.seed, str(run.run_dir), run.config.to_dict(), run.identity,
-                   tuple(plugins))
+                   tuple(plugins), place=place)
 
 
 def parse_seeds(text: str) -> list[int]:
