@@ -94,7 +94,8 @@ del _event
 
 
 def with_lean_dispatch(template_cls: type) -> type:
-    """``template_cls`` with :class:`LeanDispatchMixin` in front, as a named class of this module.
+    """``template_cls`` with :class:`LeanDispatchMixin` and ``leaneval.LeanEvalMixin`` in front, as
+    a named class of this module.
 
     Named, not anonymous, so that Avalanche's checkpointing pickles instances by reference.
     """
@@ -102,5 +103,7 @@ def with_lean_dispatch(template_cls: type) -> type:
         return template_cls
     name = f"LeanDispatch_{template_cls.__module__.replace('.', '_')}_{template_cls.__qualname__.replace('.', '_')}"
     if name not in globals():
-        globals()[name] = type(name, (LeanDispatchMixin, template_cls), {"__module__": __name__, "__qualname__": name})
+        from collapsebench.leaneval import LeanEvalMixin
+
+        globals()[name] = type(name, (LeanDispatchMixin, LeanEvalMixin, template_cls), {"__module__": __name__, "__qualname__": name})
     return globals()[name]

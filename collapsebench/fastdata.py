@@ -286,6 +286,13 @@ class TensorBatchesPlugin(SupervisedPlugin):
         tensors = self._cached(strategy.experience.dataset, strategy.adapted_dataset, strategy.device)
         if tensors is not None:
             strategy.dataloader = TensorBatches(tensors, strategy.eval_mb_size, shuffle)
+        else:
+            # The template left Avalanche's loader unbuilt for this plugin to replace
+            # (leaneval.DeferredLoader): the plugins after this one see the loader itself.
+            from collapsebench.leaneval import DeferredLoader
+
+            if isinstance(strategy.dataloader, DeferredLoader):
+                strategy.dataloader = strategy.dataloader.loader
 
     def _cached(self, key_dataset, dataset, device):
         cache = self._gathered
