@@ -11,7 +11,10 @@ events only, it calls the plugins in ``strategy.plugins`` order, as ``trigger_pl
 but leaves out every callback whose function body is empty (Avalanche's defaults, and any
 plugin's ``def after_forward(...): pass``): skipping a call that does nothing changes nothing.
 Emptiness is read from the function's bytecode, so an Avalanche upgrade that gives a default a
-body makes that callback called again rather than silently skipped.
+body makes that callback called again rather than silently skipped. Avalanche's own callbacks
+that are idle in some settings (``PeriodicEval`` after an iteration, unless it evaluates per
+iteration) are left out by a rule per function (:func:`idle_rules`), keyed by the function
+itself, so an upgrade that changes the function makes it called again.
 
 The callbacks found are kept per event until ``strategy.plugins`` changes (checked at every
 event, element by element): a plugin added or removed mid-run is seen at the next event. A
@@ -51,13 +54,40 @@ def does_nothing(callback) -> bool:
     return code.co_code in _EMPTY_CODE and not code.co_flags & (0x20 | 0x80 | 0x200)  # generator, coroutine, async gen
 
 
+def idle_rules() -> dict:
+    """Avalanche callbacks that do something only in some settings: function -> "idle for this plugin?".
+
+    Read from Avalanche's source (avalanche/training/templates/base_sgd.py): ``PeriodicEval``, which
+    every SGD template adds, evaluates after a training iteration only in ``peval_mode
+    "iteration"`` with ``eval_every > 0``; otherwise its callback only compares two settings. The
+    settings are read when the callback list is built (the plugin list changed); tests/
+    test_avalanche_equivalence.py checks the rule against the class.
+    """
+    global _IDLE_RULES
+    if _IDLE_RULES is None:
+        from avalanche.training.templates.base_sgd import PeriodicEval
+
+        _IDLE_RULES = {
+            PeriodicEval.after_training_iteration: lambda p: p.peval_mode != "iteration" or not p.eval_every > 0,
+        }
+    return _IDLE_RULES
+
+
+_IDLE_RULES = None
+
+
 def listeners(plugins, event: str) -> list:
     """The bound callbacks of ``event`` that ``trigger_plugins`` would call and that do something."""
+    rules = idle_rules()
     found = []
     for plugin in plugins:
         callback = getattr(plugin, event, None)
-        if callback is not None and not does_nothing(callback):
-            found.append(callback)
+        if callback is None or does_nothing(callback):
+            continue
+        rule = rules.get(getattr(callback, "__func__", None))
+        if rule is not None and getattr(callback, "__self__", None) is plugin and rule(plugin):
+            continue
+        found.append(callback)
     return found
 
 
@@ -67,7 +97,10 @@ class LeanDispatchMixin:
     #: A cache of this process, rebuilt from the plugins; checkpoints leave it out.
     collapsebench_transient = ("_collapsebench_listeners",)
 
-    def _collapsebench_trigger(self, event: str, kwargs) -> None:
+
+def _trigger(event: str):
+    # One function per event, with the lookup inline: it runs a dozen times per minibatch.
+    def trigger(self, **kwargs):
         cache = self.__dict__.get("_collapsebench_listeners")
         if cache is None:
             cache = self.__dict__["_collapsebench_listeners"] = {}
@@ -77,11 +110,6 @@ class LeanDispatchMixin:
             entry = cache[event] = (list(plugins), listeners(plugins, event))
         for callback in entry[1]:
             callback(self, **kwargs)
-
-
-def _trigger(event: str):
-    def trigger(self, **kwargs):
-        self._collapsebench_trigger(event, kwargs)
 
     trigger.__name__ = trigger.__qualname__ = f"_{event}"
     trigger.__doc__ = f"Avalanche's ``trigger_plugins(self, {event!r})``, less the callbacks that do nothing."

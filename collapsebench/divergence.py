@@ -44,7 +44,11 @@ class DivergenceGuard(SupervisedPlugin):
 
     def after_training_iteration(self, strategy, *args, **kwargs):
         # The clock has not yet counted this iteration (it is the template's last plugin).
-        self._check(strategy, parameters=(strategy.clock.train_exp_iterations + 1) % PARAMETER_EVERY == 0)
+        parameters = (strategy.clock.train_exp_iterations + 1) % PARAMETER_EVERY == 0
+        loss = strategy.loss
+        # The common case, a finite one-element loss and no parameter check due, without a call.
+        if parameters or not torch.is_tensor(loss) or loss.numel() != 1 or not math.isfinite(loss.item()):
+            self._check(strategy, parameters=parameters)
 
     def after_training_epoch(self, strategy, *args, **kwargs):
         self._check(strategy, parameters=True, iteration=strategy.clock.train_exp_iterations)

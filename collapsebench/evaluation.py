@@ -18,6 +18,7 @@ import torch
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 from avalanche.evaluation.metrics.loss import EpochLoss as AvalancheEpochLoss
+from avalanche.evaluation.metrics.mean import Mean
 from avalanche.logging import BaseLogger
 from avalanche.training.plugins import EvaluationPlugin
 
@@ -252,14 +253,28 @@ class EpochLoss(AvalancheEpochLoss):
         super().__init__()
 
     def update(self, strategy):
-        self._pending.append((strategy.loss.detach(), len(strategy.mb_y)))
-        if len(self._pending) >= self.FLUSH_EVERY:
+        pending, targets = self._pending, strategy.mb_y
+        # shape, not len(): a tensor's len() is a Python method of torch's, this is an attribute.
+        pending.append((strategy.loss.detach(), targets.shape[0] if torch.is_tensor(targets) and targets.dim()
+                        else len(targets)))
+        if len(pending) >= self.FLUSH_EVERY:
             self._flush()
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        for loss, patterns in pending:
-            self._loss.update(loss, patterns=patterns)
+        if not pending:
+            return
+        mean = getattr(self._loss, "_mean_loss", None)
+        values = _one_element_values([loss for loss, _ in pending]) if isinstance(mean, Mean) else None
+        if values is None:  # losses of several elements or shapes: Avalanche's update, one by one
+            for loss, patterns in pending:
+                self._loss.update(loss, patterns=patterns)
+            return
+        # Avalanche's LossMetric.update is Mean.update(float(torch.mean(loss)), weight=patterns); the
+        # mean of one element is that element, so its float is the value read here: the same
+        # Mean.update calls with the same floats, in the same order, read back in one transfer.
+        for value, (_, patterns) in zip(values, pending):
+            mean.update(value, weight=patterns)
 
     def result(self):
         self._flush()
@@ -268,6 +283,14 @@ class EpochLoss(AvalancheEpochLoss):
     def reset(self):
         self._pending = []
         super().reset()
+
+
+def _one_element_values(losses: list[torch.Tensor]) -> list[float] | None:
+    """The floats of one-element loss tensors of one shape and dtype, read in one pass (else None)."""
+    first = losses[0]
+    if first.numel() != 1 or any(loss.shape != first.shape or loss.dtype != first.dtype for loss in losses):
+        return None
+    return torch.stack(losses).reshape(-1).tolist()
 
 
 class LeanEvaluationPlugin(EvaluationPlugin):

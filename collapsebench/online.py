@@ -47,11 +47,16 @@ class OnlineAccuracy(SupervisedPlugin):
 
     def after_forward(self, strategy, **kwargs):
         output, targets = strategy.mb_output, strategy.mb_y
-        if not torch.is_tensor(output) or output.dim() != 2 or len(output) != len(targets):
+        # shape, not len(): a tensor's len() is a Python method of torch's, this is an attribute.
+        if not torch.is_tensor(output) or output.dim() != 2 or not torch.is_tensor(targets):
             return
-        self._pending.append((output.detach(), targets))
-        self.seen += len(targets)
-        if len(self._pending) >= self.FLUSH_EVERY:
+        n = targets.shape[0] if targets.dim() else -1
+        if output.shape[0] != n:
+            return
+        pending = self._pending
+        pending.append((output.detach(), targets))
+        self.seen += n
+        if len(pending) >= self.FLUSH_EVERY:
             self._flush()
 
     def _flush(self) -> None:

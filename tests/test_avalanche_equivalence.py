@@ -396,3 +396,54 @@ def test_the_runs_evaluation_forwards_no_idle_iteration_callback():
     assert evaluation._only_updating("after_training_iteration") == evaluation._acting_metrics("after_training_iteration")
     assert {type(m).__name__ for m in evaluation._acting_metrics("after_eval_iteration")} == {
         "ExperienceAccuracy", "StreamAccuracy"}
+
+
+# --- The run's epoch loss read back in one pass, against Avalanche's per-minibatch update ---------
+
+
+@pytest.mark.parametrize("shape, dtype", [((1,), torch.float32), ((), torch.float32), ((1,), torch.float64),
+                                          ((1,), torch.float16), ((4,), torch.float32), ("mixed", torch.float32)])
+def test_epoch_loss_read_in_one_pass_equals_avalanches_value(shape, dtype):
+    """EpochLoss reads one-element losses back in one transfer and feeds Avalanche's Mean the same
+    floats in the same order; other losses (several elements, mixed shapes) go Avalanche's way."""
+    from types import SimpleNamespace
+
+    from avalanche.evaluation.metrics.loss import EpochLoss as AvalancheEpochLoss
+
+    from collapsebench.evaluation import EpochLoss
+
+    generator = torch.Generator().manual_seed(1)
+    ours, theirs = EpochLoss(), AvalancheEpochLoss()
+    for i in range(700):  # past FLUSH_EVERY twice, with values whose sum loses bits in float64
+        size = (1,) if shape == "mixed" and i % 3 else () if shape == "mixed" else shape
+        loss = (torch.rand(size, generator=generator, dtype=torch.float64) * 10 ** (i % 7)).to(dtype)
+        strategy = SimpleNamespace(loss=loss, mb_y=torch.zeros(1 + i % 32, dtype=torch.long))
+        ours.update(strategy)
+        theirs.update(strategy)
+    assert ours.result() == theirs.result()  # exactly, to the last bit
+    assert ours._loss._mean_loss.weight == theirs._loss._mean_loss.weight
+
+
+# --- dispatch.idle_rules against Avalanche's PeriodicEval --------------------------------------
+
+
+@pytest.mark.parametrize("peval_mode", ["epoch", "iteration", "experience"])
+@pytest.mark.parametrize("eval_every", [-1, 0, 1, 3])
+def test_periodic_eval_rule_matches_what_its_callback_does(peval_mode, eval_every):
+    """Left out of the lean dispatch only where its after-iteration callback evaluates nothing at
+    any iteration; kept (and evaluating) otherwise."""
+    from types import SimpleNamespace
+
+    from avalanche.training.templates.base_sgd import PeriodicEval
+
+    from collapsebench.dispatch import idle_rules
+
+    plugin = PeriodicEval(eval_every=eval_every, peval_mode=peval_mode)
+    evaluated = []
+    for iteration in range(1, 13):
+        strategy = SimpleNamespace(_eval_streams=["stream"], eval=lambda s, **kw: evaluated.append(s),
+                                   clock=SimpleNamespace(train_exp_iterations=iteration))
+        plugin.after_training_iteration(strategy)
+    idle = idle_rules()[PeriodicEval.after_training_iteration](plugin)
+    assert idle == (evaluated == [])
+    assert (plugin.after_training_iteration in listeners([plugin], "after_training_iteration")) == (not idle)
