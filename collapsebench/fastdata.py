@@ -288,9 +288,7 @@ class TensorBatchesPlugin(SupervisedPlugin):
             strategy.dataloader = TensorBatches(tensors, strategy.eval_mb_size, shuffle)
         else:
             # The template left Avalanche's loader unbuilt for this plugin to replace
-            # (leaneval.DeferredLoader): the plugins after this one see the loader itself.
-            from collapsebench.leaneval import DeferredLoader
-
+            # (leaneval, a DeferredLoader): the plugins after this one see the loader itself.
             if isinstance(strategy.dataloader, DeferredLoader):
                 strategy.dataloader = strategy.dataloader.loader
 
@@ -313,7 +311,32 @@ class TensorBatchesPlugin(SupervisedPlugin):
         return {**self.__dict__, "_gathered": OrderedDict(), "_gathered_bytes": 0}
 
 
-class PendingTensorBatches:
+class DeferredLoader:
+    """A data loader built on first use (iteration, ``len`` or any public attribute) by ``build``."""
+
+    def __init__(self, build):
+        self._build = build
+        self._loader = None
+
+    @property
+    def loader(self):
+        if self._loader is None:
+            self._loader, self._build = self._build(), None
+        return self._loader
+
+    def __iter__(self):
+        return iter(self.loader)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.loader, name)  # what a plugin reads of a loader (batch_size, dataset, ...)
+
+
+class PendingTensorBatches(DeferredLoader):
     """A training experience's :class:`TensorBatches`, gathered on first use.
 
     Until it is iterated (or its length asked), nothing is read: when an Avalanche training
@@ -331,27 +354,14 @@ class PendingTensorBatches:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self._fallback = fallback
-        self._loader = None
+        super().__init__(self._gather)
 
-    @property
-    def loader(self):
-        if self._loader is None:
-            tensors = gather_onto(self.dataset, self.device)
-            self._loader = (TensorBatches(tensors, self.batch_size, self.shuffle, self.drop_last)
-                            if tensors is not None else self._fallback())
-            self._fallback = None
-        return self._loader
-
-    def __iter__(self):
-        return iter(self.loader)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.loader, name)  # what a plugin reads of a loader (batch_size, dataset, ...)
+    def _gather(self):
+        tensors = gather_onto(self.dataset, self.device)
+        loader = (TensorBatches(tensors, self.batch_size, self.shuffle, self.drop_last)
+                  if tensors is not None else self._fallback())
+        self._fallback = None
+        return loader
 
 
 def _nbytes(tensors) -> int:

@@ -17,7 +17,7 @@ beforehand, and :class:`LeanEvalMixin` (put in front of the template, with
   the move would leave every tensor where it is, and is skipped.
 - ``make_eval_dataloader`` builds Avalanche's data loader, which ``fastdata.TensorBatchesPlugin``
   replaces right away with minibatches of gathered tensors. Here the loader is built from the
-  same dataset only if something reads or iterates it (``DeferredLoader``).
+  same dataset only if something reads or iterates it (``fastdata.DeferredLoader``).
 
 Everything else, every Avalanche training plugin callback and every metric and logger call
 among them, runs as in Avalanche's ``eval``. Each shortcut applies only where the template's
@@ -68,31 +68,6 @@ def _placed_on(model: torch.nn.Module, device) -> bool:
     return True
 
 
-class DeferredLoader:
-    """Avalanche's eval data loader, built on first use from the dataset it would have been built from."""
-
-    def __init__(self, build):
-        self._build = build
-        self._loader = None
-
-    @property
-    def loader(self):
-        if self._loader is None:
-            self._loader, self._build = self._build(), None
-        return self._loader
-
-    def __iter__(self):
-        return iter(self.loader)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.loader, name)  # what a plugin reads of a loader (batch_size, dataset, ...)
-
-
 class LeanEvalMixin:
     """Put before an Avalanche SGD template class: its ``eval`` skips set-up that changes nothing."""
 
@@ -128,7 +103,7 @@ class LeanEvalMixin:
         return model if _placed_on(model, self.device) else model.to(self.device)
 
     def make_eval_dataloader(self, **kwargs):
-        from collapsebench.fastdata import TensorBatchesPlugin
+        from collapsebench.fastdata import DeferredLoader, TensorBatchesPlugin
 
         build = super().make_eval_dataloader
         # Deferred only where TensorBatchesPlugin, the template's first plugin, replaces it or

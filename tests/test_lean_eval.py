@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from collapsebench import leaneval
+from collapsebench import fastdata, leaneval
 from collapsebench.leaneval import LeanEvalMixin
 from test_streams import mnist_root  # noqa: F401  (fixture)
 
@@ -178,7 +178,7 @@ def test_the_move_to_the_device_is_skipped_only_when_it_would_move_nothing():
 
 def test_avalanches_loader_is_built_only_when_used():
     built = []
-    loader = leaneval.DeferredLoader(lambda: built.append(1) or [[1], [2]])
+    loader = fastdata.DeferredLoader(lambda: built.append(1) or [[1], [2]])
     assert not built
     assert list(loader) == [[1], [2]] and len(loader) == 2 and built == [1]
 
@@ -199,8 +199,6 @@ def test_without_tensor_batches_the_template_builds_avalanches_loader_itself():
 
 def test_data_that_cannot_be_gathered_reaches_the_other_plugins_as_avalanches_loader(monkeypatch):
     from avalanche.core import SupervisedPlugin
-
-    from collapsebench import fastdata
 
     seen = []
 
