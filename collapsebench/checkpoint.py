@@ -1,7 +1,8 @@
 """Checkpoints after every experience, so that ``collapsebench run --resume`` continues a run.
 
 The strategy (model, optimizer, Avalanche training plugins such as a replay buffer) and the
-random number generators are saved with Avalanche's own checkpointing. The run's progress rides
+random number generators are saved as Avalanche's own checkpointing saves them, and read back
+by it (``maybe_load_checkpoint``); only the pickler differs where that is safe (_save_strategy). The run's progress rides
 in the same file, so the two can never disagree: timings, evaluator states, and how far the run
 journal (collapsebench.journal) reached. The measurements themselves (accuracies, evaluator
 records) live in that append-only journal, so a checkpoint does not grow with the run. The evaluation plugin is left out and rebuilt on resume: it holds the probe
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import pickle
 import time
 from pathlib import Path
 from typing import Any
@@ -67,19 +69,76 @@ class Cadence:
 
 def save(strategy, run_dir: Path, progress: dict[str, Any]) -> None:
     """Checkpoint the strategy and ``progress`` atomically into ``run_dir``."""
-    from avalanche.checkpointing import save_checkpoint
-
     plugins = strategy.plugins
     strategy.plugins = [p for p in plugins if p is not strategy.evaluator]
     setattr(strategy, _PROGRESS, {**progress, "optimizer_state": strategy.optimizer.state_dict()})
     tmp = Path(run_dir) / f".{CHECKPOINT_FILE}.tmp"
     try:
-        save_checkpoint(strategy, tmp, exclude=transient(strategy))
+        _save_strategy(strategy, tmp, exclude=transient(strategy))
         signing.install(tmp, Path(run_dir) / CHECKPOINT_FILE)
     finally:
         strategy.plugins = plugins
         delattr(strategy, _PROGRESS)
         tmp.unlink(missing_ok=True)
+
+
+def _save_strategy(strategy, path: Path, exclude) -> None:
+    """What Avalanche's ``save_checkpoint`` writes, pickled by Python's C pickler where that is the same.
+
+    Avalanche pickles with dill, whose pure-Python pickler took 9-10 ms of a 10-11 ms checkpoint
+    of an MLP (docs/performance.md, long streams); the C pickler writes the same objects in 3.
+    dill is kept wherever its output would differ or the C pickler cannot write an object at
+    all: an object whose type has a reducer registered with dill outside dill itself (Avalanche's
+    constructor-based datasets, or a third-party ``dill.register``), anything defined in
+    ``__main__`` (dill pickles it by value, so a resume in another process finds it), and
+    lambdas, local classes and the like (the C pickler refuses them). ``torch.device`` gets the
+    reduction Avalanche registers for it, so ``maybe_load_checkpoint`` maps devices on load as
+    before. Loading is unchanged: Avalanche reads both with dill.
+    """
+    import copy
+
+    import dill
+    import torch
+    from avalanche.training.determinism.rng_manager import RNGManager
+
+    # Avalanche's save_checkpoint, step by step, but for the pickler.
+    counter = strategy.clock.train_exp_counter
+    strategy = copy.copy(strategy)
+    for name in exclude:
+        delattr(strategy, name)
+    data = {"strategy": strategy, "rng_manager": RNGManager, "exp_counter": counter}
+    try:
+        torch.save(data, path, pickle_module=_c_pickle_module())
+    except (_NeedsDill, pickle.PicklingError, TypeError, AttributeError):
+        torch.save(data, path, pickle_module=dill)
+
+
+class _NeedsDill(Exception):
+    """Raised by the C pickler's reducer_override for an object that dill pickles differently."""
+
+
+def _c_pickle_module():
+    import types
+
+    import dill
+    import torch
+    from avalanche.checkpointing import checkpoint_internals
+
+    # Read at each checkpoint: importing a module can register another reducer.
+    dill_only = {t for t, reducer in dill.Pickler.dispatch.items()
+                 if not (reducer.__module__ or "").startswith(("dill", "pickle"))} - {torch.device}
+    recreate_device = checkpoint_internals._recreate_pytorch_device
+
+    class CheckedPickler(pickle.Pickler):
+        def reducer_override(self, obj):
+            kind = type(obj)
+            if kind is torch.device:  # Avalanche's registered reduction, byte for byte
+                return recreate_device, (obj.type,) if obj.index is None else (obj.type, obj.index)
+            if kind in dill_only or kind.__module__ == "__main__" or getattr(obj, "__module__", None) == "__main__":
+                raise _NeedsDill(kind)
+            return NotImplemented
+
+    return types.SimpleNamespace(__name__="pickle", Pickler=CheckedPickler)
 
 
 def load(strategy, run_dir: Path, make_optimizer, trust: bool = False) -> dict[str, Any] | None:

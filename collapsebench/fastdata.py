@@ -115,13 +115,18 @@ def gather_onto(dataset, device) -> tuple[torch.Tensor, ...] | None:
     """
     global gather_seconds
     tensors = gather(dataset)
-    if tensors is None or len(torch.unique(tensors[2])) > 1:
+    if tensors is None or _several(tensors[2]):
         return None  # several task labels: Avalanche's task-balanced loader matters there
     started = time.perf_counter()
     try:
         return tuple(t.to(device) for t in tensors)
     finally:
         gather_seconds += time.perf_counter() - started
+
+
+def _several(labels: torch.Tensor) -> bool:
+    """Whether ``labels`` holds more than one distinct value (a comparison, not ``torch.unique``'s sort)."""
+    return len(labels) > 1 and bool((labels != labels[0]).any())
 
 
 def _stack(dataset) -> tuple[torch.Tensor, ...] | None:

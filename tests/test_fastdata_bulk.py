@@ -45,6 +45,23 @@ def test_permuted_mnist_gathers_in_bulk_exactly(mnist_root):
         assert_bulk_equals_one_by_one(dataset)
 
 
+def test_a_dataset_of_several_task_labels_keeps_avalanches_loader():
+    from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
+    from torch.utils.data import TensorDataset
+
+    inputs, labels = torch.arange(12.0).view(4, 3), torch.tensor([0, 1, 0, 1])
+
+    def dataset(task_labels):
+        return _make_taskaware_classification_dataset(TensorDataset(inputs, labels), targets=labels.tolist(),
+                                                      task_labels=task_labels)
+
+    for single, expected in (([2, 2, 2, 2], [2, 2, 2, 2]), (0, [0, 0, 0, 0])):
+        gathered = fastdata.gather_onto(dataset(single), "cpu")
+        assert gathered is not None and torch.equal(gathered[0], inputs) and gathered[2].tolist() == expected
+    for mixed in ([0, 0, 0, 1], [1, 0, 0, 0], [0, 1, 0, 1]):
+        assert fastdata.gather_onto(dataset(mixed), "cpu") is None, mixed
+
+
 def test_continual_imagenet32_gathers_in_bulk_exactly(imagenet_root):
     stream = build("continual-imagenet32", imagenet_root, scenario="task", n_experiences=4, n_classes=6,
                    train_per_class=5, test_per_class=2, test_images="val")
