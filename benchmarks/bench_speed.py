@@ -21,6 +21,14 @@ in for ``time.perf_counter`` while the benchmark runs, so collapsebench's own re
 use it too): on a machine shared with other jobs, time spent waiting for a core then counts for
 no one. All training runs in the main thread, so nothing is missed.
 
+A second table pairs the two at the grain of one epoch: inside each collapsebench run, every
+training epoch is timed next to a hand-loop epoch over the same experience's tensors (its own
+model and optimizer, the order of the two alternating), so each pair shares the machine's load of
+that second rather than of a whole run. On a shared machine whose speed drifts by tens of percent
+from one run to the next, this is the comparison that stays put; the time collapsebench spends in
+an experience outside its epochs (data loader, optimizer reset, end-of-epoch checks) is measured
+in the same runs and added.
+
 When CUDA is available, a GPU section follows (wall time, synchronized): the same three ways
 with ``--device cuda``, the hand loop holding its tensors on the GPU as collapsebench's gathered
 experiences do. Without CUDA it says why it is skipped.
@@ -144,6 +152,91 @@ def table(times: dict[str, list[float]]) -> str:
                     floatfmt=".3f")
 
 
+class _EpochPairs:
+    """Wraps Avalanche's ``SGDUpdate.training_epoch`` for one run: each epoch is timed, and a hand-loop
+    epoch over the same experience's tensors is timed right before or after it (alternating)."""
+
+    def __init__(self, model_factory, experiences, batch_size, lr, momentum, seed):
+        torch.manual_seed(seed + 1000)
+        self.model, self.experiences, self.batch_size = model_factory(), experiences, batch_size
+        self.lr, self.momentum = lr, momentum
+        self.criterion = torch.nn.CrossEntropyLoss()
+        self.optimizer, self.experience = None, None
+        self.pairs: list[tuple[float, float]] = []  # (collapsebench epoch, hand epoch) seconds
+
+    def hand_epoch(self, index: int) -> float:
+        if index != self.experience:  # as the hand loop: a fresh optimizer per experience
+            self.experience = index
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=self.momentum)
+        inputs, targets = self.experiences[index]
+        started = time.perf_counter()
+        self.model.train()
+        order = torch.randperm(len(targets))
+        for start in range(0, len(targets), self.batch_size):
+            index_ = order[start : start + self.batch_size]
+            x, y = inputs.index_select(0, index_), targets.index_select(0, index_)
+            self.optimizer.zero_grad()
+            self.criterion(self.model(x), y).backward()
+            self.optimizer.step()
+        return time.perf_counter() - started
+
+    def __enter__(self):
+        from avalanche.training.templates.update_type.sgd_update import SGDUpdate
+
+        self._original = original = SGDUpdate.training_epoch
+        pairs = self
+
+        def timed_training_epoch(strategy, **kwargs):
+            index = strategy.experience.current_experience
+            hand_first = len(pairs.pairs) % 2 == 0
+            hand = pairs.hand_epoch(index) if hand_first else None
+            started = time.perf_counter()
+            result = original(strategy, **kwargs)
+            ours = time.perf_counter() - started
+            if not hand_first:
+                hand = pairs.hand_epoch(index)
+            pairs.pairs.append((ours, hand))
+            return result
+
+        SGDUpdate.training_epoch = timed_training_epoch
+        return self
+
+    def __exit__(self, *exc):
+        from avalanche.training.templates.update_type.sgd_update import SGDUpdate
+
+        SGDUpdate.training_epoch = self._original
+
+
+def paired_epochs(args, manager, registry, experiences, model_factory) -> str:
+    """collapsebench's epochs against hand-loop epochs run beside them; the table as text."""
+    from tabulate import tabulate
+
+    ratios, ours_total, hand_total, outside_total, data_total = [], 0.0, 0.0, 0.0, 0.0
+    for repeat in range(args.repeats):
+        with _EpochPairs(model_factory, experiences, args.batch_size, args.lr, args.momentum, repeat) as pairs:
+            train, data = collapsebench_run(manager, registry, args.data_root, args.epochs, args.batch_size,
+                                            args.lr, args.momentum, seed=repeat)
+        epochs, hands = sum(ours for ours, _ in pairs.pairs), sum(hand for _, hand in pairs.pairs)
+        ratios.extend(ours / hand for ours, hand in pairs.pairs)
+        ours_total, hand_total = ours_total + epochs, hand_total + hands
+        # The hand epochs ran inside collapsebench's recorded training time: taken out again.
+        outside_total, data_total = outside_total + (train - epochs - hands), data_total + data
+        print(f"[paired] repeat {repeat + 1}/{args.repeats}: {len(pairs.pairs)} epoch pairs, "
+              f"median x {statistics.median(ours / hand for ours, hand in pairs.pairs):.3f}")
+    quartiles = statistics.quantiles(ratios, n=4)
+    median = statistics.median(ratios)
+    outside, gathering = outside_total / hand_total, data_total / hand_total
+    rows = [
+        ["epoch, median of paired x", median, f"{quartiles[0]:.3f}-{quartiles[2]:.3f}"],
+        ["epochs, total x", ours_total / hand_total, ""],
+        ["+ outside the epochs (share of hand time)", outside, ""],
+        ["training time, estimated x", median + outside, ""],
+        ["+ one-time gathering, estimated x", median + outside + gathering, ""],
+    ]
+    return (f"\n{len(ratios)} collapsebench training epochs, each paired with a hand-loop epoch beside it "
+            f"({args.clock} clock)\n" + tabulate(rows, headers=["", "value", "interquartile"], floatfmt=".3f"))
+
+
 def gpu_section(args, manager, registry, experiences, model_factory) -> None:
     if not torch.cuda.is_available():
         print("\nGPU section skipped: torch.cuda.is_available() is False here (no CUDA GPU, no driver, or a "
@@ -191,6 +284,7 @@ def main() -> None:
         time.perf_counter = time.thread_time  # every timer below, collapsebench's own included
     try:
         times = measure(args, manager, registry, experiences, model_factory, "cpu")
+        pairs_table = paired_epochs(args, manager, registry, experiences, model_factory)
     finally:
         time.perf_counter = wall
 
@@ -199,6 +293,7 @@ def main() -> None:
           f"batch {args.batch_size}, {torch.get_num_threads()} torch threads; training time ({args.clock} clock), "
           f"median of {args.repeats}")
     print(table(times))
+    print(pairs_table)
     if not args.no_gpu:
         gpu_section(args, manager, registry, experiences, model_factory)
 

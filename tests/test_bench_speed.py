@@ -1,0 +1,45 @@
+"""benchmarks/bench_speed.py's epoch pairing: one hand-loop epoch beside every collapsebench epoch,
+and Avalanche's loop given back afterwards (the benchmark wraps it for the length of one run)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bench_speed():
+    spec = importlib.util.spec_from_file_location("bench_speed", REPO / "benchmarks" / "bench_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_epoch_is_paired_and_the_loop_is_restored(bench_speed, shared_mnist_root):
+    from avalanche.training.templates.update_type.sgd_update import SGDUpdate
+
+    from collapsebench.manager import build_manager
+    from collapsebench.records import StreamContext
+    from collapsebench.registry import Registry
+
+    manager = build_manager()
+    registry = Registry(manager)
+    stream, mlp = registry.get("stream", "split-mnist"), registry.get("architecture", "mlp")
+    context = StreamContext(seed=0, scenario="class", data_root=shared_mnist_root)
+    experiences = bench_speed.stream_tensors(stream.factory(context, **stream.option_defaults()).benchmark)
+    model_factory = lambda: mlp.factory((1, 28, 28), 10, False, **mlp.option_defaults())  # noqa: E731
+    avalanche_loop = SGDUpdate.training_epoch
+
+    with bench_speed._EpochPairs(model_factory, experiences, 64, 0.01, 0.9, seed=0) as pairs:
+        train, _ = bench_speed.collapsebench_run(manager, registry, shared_mnist_root, 2, 64, 0.01, 0.9, seed=0)
+    assert SGDUpdate.training_epoch is avalanche_loop
+    assert len(pairs.pairs) == len(experiences) * 2  # 5 experiences, 2 epochs each
+    assert all(ours > 0 and hand > 0 for ours, hand in pairs.pairs)
+    # The hand epochs ran inside collapsebench's recorded training time, which therefore holds both.
+    assert train > sum(ours + hand for ours, hand in pairs.pairs) * 0.99
+    # The hand model trained: its experiences are the stream's own tensors, on its own optimizer.
+    assert pairs.experience == len(experiences) - 1
