@@ -29,12 +29,18 @@ from one run to the next, this is the comparison that stays put; the time collap
 an experience outside its epochs (data loader, optimizer reset, end-of-epoch checks) is measured
 in the same runs and added.
 
+``--ablate`` adds a third table with the same pairing: the run as it is, against the run with
+Avalanche's epoch loop replaced (for the benchmark only) by the same loop written inline without
+its trigger methods, and by a bare loop that calls only the run's non-empty callbacks around
+forward, backward and step. It shows what the template's loop itself costs.
+
 When CUDA is available, a GPU section follows (wall time, synchronized): the same three ways
 with ``--device cuda``, the hand loop holding its tensors on the GPU as collapsebench's gathered
 experiences do. Without CUDA it says why it is skipped.
 
     uv run python benchmarks/bench_speed.py --repeats 5
     uv run python benchmarks/bench_speed.py --repeats 9 --threads 1 --clock cpu
+    uv run python benchmarks/bench_speed.py --repeats 10 --threads 1 --clock cpu --ablate
 """
 
 from __future__ import annotations
@@ -237,6 +243,93 @@ def paired_epochs(args, manager, registry, experiences, model_factory) -> str:
             f"({args.clock} clock)\n" + tabulate(rows, headers=["", "value", "interquartile"], floatfmt=".3f"))
 
 
+_ITERATION_EVENTS = ("before_training_iteration", "before_forward", "after_forward", "before_backward",
+                     "after_backward", "before_update", "after_update", "after_training_iteration")
+
+
+def inline_epoch(strategy, **kwargs):
+    """Avalanche's ``SGDUpdate.training_epoch`` step for step, the non-empty callbacks called directly."""
+    from collapsebench.dispatch import listeners
+
+    calls = [listeners(strategy.plugins, event) for event in _ITERATION_EVENTS]
+    before_iteration, before_forward, after_forward, before_backward, after_backward, before_update, \
+        after_update, after_iteration = calls
+    for strategy.mbatch in strategy.dataloader:
+        if strategy._stop_training:
+            break
+        strategy._unpack_minibatch()
+        for call in before_iteration:
+            call(strategy, **kwargs)
+        strategy.optimizer.zero_grad()
+        strategy.loss = strategy._make_empty_loss()
+        for call in before_forward:
+            call(strategy, **kwargs)
+        strategy.mb_output = strategy.forward()
+        for call in after_forward:
+            call(strategy, **kwargs)
+        strategy.loss += strategy.criterion()
+        for call in before_backward:
+            call(strategy, **kwargs)
+        strategy.backward()
+        for call in after_backward + before_update:
+            call(strategy, **kwargs)
+        strategy.optimizer_step()
+        for call in after_update + after_iteration:
+            call(strategy, **kwargs)
+
+
+def bare_epoch(strategy, **kwargs):
+    """Forward, backward and step on the minibatch tensors, with only the run's non-empty callbacks
+    (none of the template's methods, no empty loss to add to): a floor, not a correct strategy."""
+    from collapsebench.dispatch import listeners
+
+    after_forward = listeners(strategy.plugins, "after_forward")
+    after_iteration = listeners(strategy.plugins, "after_training_iteration")
+    model, optimizer, criterion = strategy.model, strategy.optimizer, strategy._criterion
+    for minibatch in strategy.dataloader:
+        if strategy._stop_training:
+            break
+        strategy.mbatch = minibatch
+        optimizer.zero_grad()
+        strategy.mb_output = output = model(minibatch[0])
+        for call in after_forward:
+            call(strategy, **kwargs)
+        strategy.loss = loss = criterion(output, minibatch[1])
+        loss.backward()
+        optimizer.step()
+        for call in after_iteration:
+            call(strategy, **kwargs)
+
+
+def ablation(args, manager, registry, experiences, model_factory) -> str:
+    """Paired epoch ratios of the run as it is and with its epoch loop replaced; the table as text."""
+    from avalanche.training.templates.update_type.sgd_update import SGDUpdate
+    from tabulate import tabulate
+
+    loops = {"as run (Avalanche's epoch loop)": None, "the same loop inline, no trigger methods": inline_epoch,
+             "bare loop with the run's callbacks": bare_epoch}
+    ratios = {name: [] for name in loops}
+    avalanche_loop = SGDUpdate.training_epoch
+    for repeat in range(args.repeats):
+        names = list(loops) if repeat % 2 == 0 else list(loops)[::-1]
+        for name in names:
+            SGDUpdate.training_epoch = loops[name] or avalanche_loop
+            try:
+                with _EpochPairs(model_factory, experiences, args.batch_size, args.lr, args.momentum, repeat) as pairs:
+                    collapsebench_run(manager, registry, args.data_root, args.epochs, args.batch_size, args.lr,
+                                      args.momentum, seed=repeat)
+            finally:
+                SGDUpdate.training_epoch = avalanche_loop
+            ratios[name].extend(ours / hand for ours, hand in pairs.pairs)
+        print(f"[ablation] repeat {repeat + 1}/{args.repeats}")
+    rows = []
+    for name, values in ratios.items():
+        quartiles = statistics.quantiles(values, n=4)
+        rows.append([name, len(values), statistics.median(values), f"{quartiles[0]:.3f}-{quartiles[2]:.3f}"])
+    return ("\nEpoch loops, each epoch paired with a hand-loop epoch beside it\n"
+            + tabulate(rows, headers=["", "epoch pairs", "median x", "interquartile"], floatfmt=".3f"))
+
+
 def gpu_section(args, manager, registry, experiences, model_factory) -> None:
     if not torch.cuda.is_available():
         print("\nGPU section skipped: torch.cuda.is_available() is False here (no CUDA GPU, no driver, or a "
@@ -260,6 +353,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall: time.perf_counter; cpu: this thread's CPU time (CPU section only)")
+    parser.add_argument("--ablate", action="store_true", help="add the table of epoch loops (see above)")
     parser.add_argument("--no-gpu", action="store_true", help="skip the GPU section even when CUDA is available")
     parser.add_argument("--data-root", default=os.environ.get("COLLAPSEBENCH_DATA_ROOT", REPO.parent / "shared" / "data"))
     args = parser.parse_args()
@@ -285,6 +379,8 @@ def main() -> None:
     try:
         times = measure(args, manager, registry, experiences, model_factory, "cpu")
         pairs_table = paired_epochs(args, manager, registry, experiences, model_factory)
+        if args.ablate:
+            pairs_table += "\n" + ablation(args, manager, registry, experiences, model_factory)
     finally:
         time.perf_counter = wall
 

@@ -43,3 +43,31 @@ def test_every_epoch_is_paired_and_the_loop_is_restored(bench_speed, shared_mnis
     assert train > sum(ours + hand for ours, hand in pairs.pairs) * 0.99
     # The hand model trained: its experiences are the stream's own tensors, on its own optimizer.
     assert pairs.experience == len(experiences) - 1
+
+
+def _run(shared_mnist_root, tmp_path, name):
+    import json
+
+    from collapsebench.config import build_config
+    from collapsebench.manager import build_manager
+    from collapsebench.registry import Registry
+    from collapsebench.runner import execute
+
+    manager = build_manager()
+    config = build_config({"stream": "split-mnist", "model": "mlp", "strategy": "naive", "evaluators": [],
+                           "epochs": 1, "batch_size": 64, "seed": 3, "data_root": str(shared_mnist_root),
+                           "out": str(tmp_path / name), "probe_size": 50, "device": "cpu"})
+    execute(config, manager, Registry(manager), echo=lambda *a, **k: None)
+    results = json.loads((tmp_path / name / "results.json").read_text())
+    return {key: results[key] for key in ("accuracy_matrix", "online_accuracy", "summary", "metrics")}, (tmp_path / name / "model.pt").read_bytes()
+
+
+def test_the_inline_loop_trains_as_avalanches_loop(bench_speed, shared_mnist_root, tmp_path, monkeypatch):
+    """The ablation's "same loop inline" is the same computation: same accuracies, same weights."""
+    from avalanche.training.templates.update_type.sgd_update import SGDUpdate
+
+    avalanche = _run(shared_mnist_root, tmp_path, "avalanche")
+    monkeypatch.setattr(SGDUpdate, "training_epoch", bench_speed.inline_epoch)
+    inline = _run(shared_mnist_root, tmp_path, "inline")
+    assert inline[0] == avalanche[0]
+    assert inline[1] == avalanche[1]
