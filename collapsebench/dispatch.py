@@ -20,6 +20,9 @@ The callbacks found are kept per event until ``strategy.plugins`` changes (check
 event, element by element): a plugin added or removed mid-run is seen at the next event. A
 plugin that re-binds one of its callbacks on the instance while an experience runs is the one
 case not followed; no Avalanche or collapsebench plugin does.
+
+A template that defines a per-iteration trigger method itself (Avalanche's DER and SCR replay
+inside ``_before_forward``) keeps it: :func:`own_triggers` puts it in front of the lean one.
 """
 
 from __future__ import annotations
@@ -133,5 +136,20 @@ def with_lean_dispatch(template_cls: type) -> type:
     if name not in globals():
         from collapsebench.leaneval import LeanEvalMixin
 
-        globals()[name] = type(name, (LeanDispatchMixin, LeanEvalMixin, template_cls), {"__module__": __name__, "__qualname__": name})
+        namespace = {"__module__": __name__, "__qualname__": name, **own_triggers(template_cls)}
+        globals()[name] = type(name, (LeanDispatchMixin, LeanEvalMixin, template_cls), namespace)
     return globals()[name]
+
+
+def own_triggers(template_cls: type) -> dict:
+    """The per-iteration trigger methods ``template_cls`` defines itself (Avalanche's DER and SCR
+    do, to replay inside ``_before_forward``): kept, in front of the mixin's lean ones."""
+    from avalanche.training.templates.base_sgd import BaseSGDTemplate
+
+    kept = {}
+    for event in PER_ITERATION:
+        attribute = f"_{event}"
+        defined = next((klass.__dict__[attribute] for klass in template_cls.__mro__ if attribute in klass.__dict__), None)
+        if defined is not None and defined is not BaseSGDTemplate.__dict__.get(attribute):
+            kept[attribute] = defined
+    return kept
