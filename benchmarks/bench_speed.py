@@ -77,18 +77,23 @@ def hand_loop(model_factory, experiences, epochs, batch_size, lr, momentum, seed
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)  # as Avalanche: a fresh one each time
         _synchronize(device)
         started = time.perf_counter()
-        model.train()
         for _ in range(epochs):
-            order = torch.randperm(len(targets)).to(device)
-            for start in range(0, len(targets), batch_size):
-                index = order[start : start + batch_size]
-                x, y = inputs.index_select(0, index), targets.index_select(0, index)
-                optimizer.zero_grad()
-                criterion(model(x), y).backward()
-                optimizer.step()
+            hand_epoch(model, optimizer, criterion, inputs, targets, batch_size)
         _synchronize(device)
         seconds += time.perf_counter() - started
     return seconds
+
+
+def hand_epoch(model, optimizer, criterion, inputs, targets, batch_size) -> None:
+    """One epoch of the hand loop: shuffled minibatches cut from the tensors, forward, backward, step."""
+    model.train()
+    order = torch.randperm(len(targets)).to(inputs.device)
+    for start in range(0, len(targets), batch_size):
+        index = order[start : start + batch_size]
+        x, y = inputs.index_select(0, index), targets.index_select(0, index)
+        optimizer.zero_grad()
+        criterion(model(x), y).backward()
+        optimizer.step()
 
 
 def _synchronize(device) -> None:
@@ -176,14 +181,7 @@ class _EpochPairs:
             self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=self.momentum)
         inputs, targets = self.experiences[index]
         started = time.perf_counter()
-        self.model.train()
-        order = torch.randperm(len(targets))
-        for start in range(0, len(targets), self.batch_size):
-            index_ = order[start : start + self.batch_size]
-            x, y = inputs.index_select(0, index_), targets.index_select(0, index_)
-            self.optimizer.zero_grad()
-            self.criterion(self.model(x), y).backward()
-            self.optimizer.step()
+        hand_epoch(self.model, self.optimizer, self.criterion, inputs, targets, self.batch_size)
         return time.perf_counter() - started
 
     def __enter__(self):
@@ -243,17 +241,14 @@ def paired_epochs(args, manager, registry, experiences, model_factory) -> str:
             f"({args.clock} clock)\n" + tabulate(rows, headers=["", "value", "interquartile"], floatfmt=".3f"))
 
 
-_ITERATION_EVENTS = ("before_training_iteration", "before_forward", "after_forward", "before_backward",
-                     "after_backward", "before_update", "after_update", "after_training_iteration")
-
-
 def inline_epoch(strategy, **kwargs):
     """Avalanche's ``SGDUpdate.training_epoch`` step for step, the non-empty callbacks called directly."""
-    from collapsebench.dispatch import listeners
+    from collapsebench.dispatch import PER_ITERATION, listeners
 
-    calls = [listeners(strategy.plugins, event) for event in _ITERATION_EVENTS]
+    training_events = PER_ITERATION[:8]  # before_training_iteration ... after_training_iteration
     before_iteration, before_forward, after_forward, before_backward, after_backward, before_update, \
-        after_update, after_iteration = calls
+        after_update, after_iteration = [listeners(strategy.plugins, event) for event in training_events]
+    around_backward, after_step = after_backward + before_update, after_update + after_iteration
     for strategy.mbatch in strategy.dataloader:
         if strategy._stop_training:
             break
@@ -271,10 +266,10 @@ def inline_epoch(strategy, **kwargs):
         for call in before_backward:
             call(strategy, **kwargs)
         strategy.backward()
-        for call in after_backward + before_update:
+        for call in around_backward:
             call(strategy, **kwargs)
         strategy.optimizer_step()
-        for call in after_update + after_iteration:
+        for call in after_step:
             call(strategy, **kwargs)
 
 
