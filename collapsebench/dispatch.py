@@ -149,7 +149,7 @@ def own_triggers(template_cls: type) -> dict:
     kept = {}
     for event in PER_ITERATION:
         attribute = f"_{event}"
-        defined = next((klass.__dict__[attribute] for klass in template_cls.__mro__ if attribute in klass.__dict__), None)
+        defined = getattr(template_cls, attribute, None)  # a plain function: triggers are instance methods
         if defined is not None and defined is not BaseSGDTemplate.__dict__.get(attribute):
             kept[attribute] = defined
     return kept
