@@ -13,6 +13,15 @@ from torch import nn
 from collapsebench.dispatch import LeanDispatchMixin, with_lean_dispatch
 
 
+def tiny_benchmark(seed: int):
+    """One experience of 40 five-feature samples, labelled by the sign of their sum (test = train)."""
+    from collapsebench_plugins.streams.tensors import assemble, tensor_dataset
+
+    x = torch.randn(40, 5, generator=torch.Generator().manual_seed(seed))
+    dataset = tensor_dataset(x, (x.sum(1) > 0).long())
+    return assemble([dataset], [dataset], [{0, 1}])
+
+
 def test_a_templates_own_triggers_are_kept():
     from avalanche.training import DER
 
@@ -38,20 +47,13 @@ def test_an_overridden_trigger_is_still_called():
     strategy = with_lean_dispatch(OwnTrigger)(
         model=net, optimizer=torch.optim.SGD(net.parameters(), lr=0.1), criterion=nn.CrossEntropyLoss(),
         train_mb_size=16, train_epochs=1, device="cpu", plugins=[TensorBatchesPlugin()], evaluator=None)
-    from collapsebench_plugins.streams.tensors import assemble, tensor_dataset
-
-    x = torch.randn(40, 5)
-    benchmark = assemble([tensor_dataset(x, (x.sum(1) > 0).long())], [tensor_dataset(x, (x.sum(1) > 0).long())],
-                         [{0, 1}])
-    strategy.train(benchmark.train_stream[0])
+    strategy.train(tiny_benchmark(seed=0).train_stream[0])
     assert seen == [16, 16, 8]
 
 
 def test_a_callback_that_adds_a_plugin_mid_iteration_is_followed_as_by_avalanche():
     from avalanche.core import SupervisedPlugin
     from avalanche.training.templates import SupervisedTemplate
-
-    from collapsebench_plugins.streams.tensors import assemble, tensor_dataset
 
     def train(lean: bool):
         log = []
@@ -71,11 +73,7 @@ def test_a_callback_that_adds_a_plugin_mid_iteration_is_followed_as_by_avalanche
         cls = with_lean_dispatch(SupervisedTemplate) if lean else SupervisedTemplate
         strategy = cls(model=net, optimizer=torch.optim.SGD(net.parameters(), lr=0.1), criterion=nn.CrossEntropyLoss(),
                        train_mb_size=10, train_epochs=1, device="cpu", plugins=[Adder()], evaluator=None)
-        generator = torch.Generator().manual_seed(1)
-        x = torch.randn(40, 5, generator=generator)
-        benchmark = assemble([tensor_dataset(x, (x.sum(1) > 0).long())], [tensor_dataset(x, (x.sum(1) > 0).long())],
-                             [{0, 1}])
-        strategy.train(benchmark.train_stream[0])
+        strategy.train(tiny_benchmark(seed=1).train_stream[0])
         return log
 
     plain, lean = train(False), train(True)
