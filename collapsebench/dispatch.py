@@ -125,8 +125,8 @@ del _event
 
 
 def with_lean_dispatch(template_cls: type) -> type:
-    """``template_cls`` with :class:`LeanDispatchMixin` and ``leaneval.LeanEvalMixin`` in front, as
-    a named class of this module.
+    """``template_cls`` with :class:`LeanDispatchMixin` and ``leaneval.LeanEvalMixin`` in front, and
+    ``leanstep``'s minibatch methods where it has Avalanche's, as a named class of this module.
 
     Named, not anonymous, so that Avalanche's checkpointing pickles instances by reference.
     """
@@ -135,8 +135,10 @@ def with_lean_dispatch(template_cls: type) -> type:
     name = f"LeanDispatch_{template_cls.__module__.replace('.', '_')}_{template_cls.__qualname__.replace('.', '_')}"
     if name not in globals():
         from collapsebench.leaneval import LeanEvalMixin
+        from collapsebench.leanstep import lean_step_methods
 
-        namespace = {"__module__": __name__, "__qualname__": name, **own_triggers(template_cls)}
+        namespace = {"__module__": __name__, "__qualname__": name, **lean_step_methods(template_cls),
+                     **own_triggers(template_cls)}
         globals()[name] = type(name, (LeanDispatchMixin, LeanEvalMixin, template_cls), namespace)
     return globals()[name]
 

@@ -44,11 +44,16 @@ class DivergenceGuard(SupervisedPlugin):
 
     def after_training_iteration(self, strategy, *args, **kwargs):
         # The clock has not yet counted this iteration (it is the template's last plugin).
-        parameters = (strategy.clock.train_exp_iterations + 1) % PARAMETER_EVERY == 0
-        loss = strategy.loss
-        # The common case, a finite one-element loss and no parameter check due, without a call.
-        if parameters or not torch.is_tensor(loss) or loss.numel() != 1 or not math.isfinite(loss.item()):
-            self._check(strategy, parameters=parameters)
+        if (strategy.clock.train_exp_iterations + 1) % PARAMETER_EVERY == 0:
+            self._check(strategy, parameters=True)
+            return
+        # The common case, a finite one-element loss, in one call: it runs at every step.
+        try:
+            if math.isfinite(strategy.loss.item()):
+                return
+        except (AttributeError, RuntimeError, ValueError):
+            pass  # not a one-element tensor: _check reads it as it is
+        self._check(strategy, parameters=False)
 
     def after_training_epoch(self, strategy, *args, **kwargs):
         self._check(strategy, parameters=True, iteration=strategy.clock.train_exp_iterations)

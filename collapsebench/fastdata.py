@@ -27,6 +27,7 @@ from collections import OrderedDict
 import torch
 
 from collapsebench import avalanche_imports
+from collapsebench.leanstep import PlacedMinibatch
 
 avalanche_imports.install()  # ahead of the Avalanche import below (see that module)
 
@@ -59,15 +60,22 @@ class TensorBatches:
             # One copy of the permutation per epoch to the tensors' device; the minibatches are
             # then cut there, with no copy from host memory per step (a no-op on the CPU).
             order = order.to(self.tensors[0].device)
+        devices = {t.device for t in self.tensors}
+        device = devices.pop() if len(devices) == 1 else None
         for start in range(0, n, self.batch_size):
             if self.drop_last and start + self.batch_size > n:
                 break
             if order is None:
-                yield [t[start : start + self.batch_size] for t in self.tensors]
+                batch = [t[start : start + self.batch_size] for t in self.tensors]
             else:
                 index = order[start : start + self.batch_size]
                 # index_select, not t[index]: fancy indexing was 100x slower on busy CPUs here.
-                yield [t.index_select(0, index) for t in self.tensors]
+                batch = [t.index_select(0, index) for t in self.tensors]
+            if device is not None:
+                # Marked with its device: the template then skips moving it there (leanstep).
+                batch = PlacedMinibatch(batch)
+                batch.device = device
+            yield batch
 
 
 #: Seconds spent gathering datasets into tensors (one-time data preparation, reported apart

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import FIXTURE_PLUGINS, REPO
 
@@ -70,6 +71,35 @@ def test_divergence_after_finished_experiences_keeps_them(cli, tmp_path, monkeyp
     finished = result["divergence"]["experience"]
     assert finished >= 1 and len(result["accuracy_matrix"]) == finished
     assert "(parameter fake.weight became NaN or infinite)" in err
+
+
+@pytest.mark.parametrize("loss, diverged", [
+    (torch.tensor(1.5), False), (torch.tensor(float("nan")), True), (torch.tensor([float("inf")]), True),
+    (torch.tensor([1.0, 2.0]), False), (torch.tensor([1.0, float("nan")]), True),  # an unreduced loss
+    (2.0, False), (None, False),  # not a tensor: nothing the guard can read
+])
+def test_the_guard_reads_every_shape_of_loss_between_parameter_checks(loss, diverged):
+    from types import SimpleNamespace
+
+    from collapsebench import divergence
+
+    strategy = SimpleNamespace(loss=loss, model=torch.nn.Linear(2, 2),
+                               clock=SimpleNamespace(train_exp_iterations=0),  # no parameter check due
+                               experience=SimpleNamespace(current_experience=0))
+    guard = divergence.DivergenceGuard()
+    if diverged:
+        with pytest.raises(divergence.TrainingDiverged) as raised:
+            guard.after_training_iteration(strategy)
+        assert raised.value.what == "loss" and raised.value.iteration == 1
+    else:
+        guard.after_training_iteration(strategy)
+    strategy.loss = torch.tensor(1.0)
+    with torch.no_grad():
+        strategy.model.weight[0, 0] = float("nan")
+    guard.after_training_iteration(strategy)  # parameters are not read between their checks
+    strategy.clock.train_exp_iterations = divergence.PARAMETER_EVERY - 1
+    with pytest.raises(divergence.TrainingDiverged):
+        guard.after_training_iteration(strategy)
 
 
 def test_sweep_counts_a_diverged_job_as_finished(tmp_path):
