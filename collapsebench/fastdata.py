@@ -274,8 +274,9 @@ class TensorBatchesPlugin(SupervisedPlugin):
     task-balanced loader matters there) or whose samples are not tensors.
 
     It replaced a template mixin (put in front of the template by a class made at run time) at
-    the same speed: the loader Avalanche builds first and this plugin drops costs under 0.4 ms
-    per experience (benchmarks/bench_loader_swap.py, docs/performance.md).
+    the same speed: the loader Avalanche builds first and this plugin drops cost under 0.4 ms
+    per experience (benchmarks/bench_loader_swap.py, docs/performance.md), and is now left
+    unbuilt until used (leaneval).
     """
 
     def __init__(self, cache_bytes: int = CACHE_BYTES):
@@ -290,9 +291,11 @@ class TensorBatchesPlugin(SupervisedPlugin):
         # Gathered from the adapted dataset, which Avalanche training plugins may have changed;
         # it is used for one experience only, so it is not worth caching. Gathered when first
         # used: a plugin that brings its own loader (replay) throws this one away unread.
-        avalanche_loader = strategy.dataloader
+        avalanche_loader = strategy.dataloader  # unbuilt (leaneval) until the fallback needs it
+        fallback = (lambda: avalanche_loader.loader) if isinstance(avalanche_loader, DeferredLoader) else (
+            lambda: avalanche_loader)
         strategy.dataloader = PendingTensorBatches(strategy.adapted_dataset, strategy.device, strategy.train_mb_size,
-                                                   shuffle, drop_last, lambda: avalanche_loader)
+                                                   shuffle, drop_last, fallback)
 
     def before_eval_exp(self, strategy, shuffle=False, **kwargs):
         # Keyed by the experience's own dataset: the adapted one is a new object at every call.

@@ -17,7 +17,10 @@ beforehand, and :class:`LeanEvalMixin` (put in front of the template, with
   the move would leave every tensor where it is, and is skipped.
 - ``make_eval_dataloader`` builds Avalanche's data loader, which ``fastdata.TensorBatchesPlugin``
   replaces right away with minibatches of gathered tensors. Here the loader is built from the
-  same dataset only if something reads or iterates it (``fastdata.DeferredLoader``).
+  same dataset only if something reads or iterates it (``fastdata.DeferredLoader``). The
+  training experience's loader (``make_train_dataloader``) is deferred in the same way: the
+  plugin replaces it at every experience, and replay replaces the plugin's in turn, so that
+  Avalanche's training loader was built and thrown away unread at every experience.
 
 Everything else, every Avalanche training plugin callback and every metric and logger call
 among them, runs as in Avalanche's ``eval``. Each shortcut applies only where the template's
@@ -69,7 +72,8 @@ def _placed_on(model: torch.nn.Module, device) -> bool:
 
 
 class LeanEvalMixin:
-    """Put before an Avalanche SGD template class: its ``eval`` skips set-up that changes nothing."""
+    """Put before an Avalanche SGD template class: its ``eval``, and its training's loader, skip
+    set-up that changes nothing."""
 
     def _load_train_state(self, prev_state):
         modes = prev_state["model_training_mode"]
@@ -102,27 +106,32 @@ class LeanEvalMixin:
         avalanche_model_adaptation(model, experience)
         return model if _placed_on(model, self.device) else model.to(self.device)
 
+    def make_train_dataloader(self, **kwargs):
+        return self._avalanche_loader_on_use("make_train_dataloader", super().make_train_dataloader, kwargs)
+
     def make_eval_dataloader(self, **kwargs):
+        return self._avalanche_loader_on_use("make_eval_dataloader", super().make_eval_dataloader, kwargs)
+
+    def _avalanche_loader_on_use(self, name: str, build, kwargs):
         from collapsebench.fastdata import DeferredLoader, TensorBatchesPlugin
 
-        build = super().make_eval_dataloader
         # Deferred only where TensorBatchesPlugin, the template's first plugin, replaces it or
         # (for data it cannot gather) builds it before any other plugin sees it.
-        if (_next_definition(type(self), LeanEvalMixin, "make_eval_dataloader")
-                is not _avalanche(_BASE_SGD, "BaseSGDTemplate", "make_eval_dataloader")
+        if (_next_definition(type(self), LeanEvalMixin, name) is not _avalanche(_BASE_SGD, "BaseSGDTemplate", name)
                 or not self.plugins or not isinstance(self.plugins[0], TensorBatchesPlugin)):
             return build(**kwargs)
-        dataset = self.adapted_dataset
+        # What Avalanche's method reads to choose and fill its loader, as it is now.
+        dataset, experience = self.adapted_dataset, self.experience
 
         def avalanche_loader():
             # Built as Avalanche would have built it then: from that dataset, with these arguments.
-            current, self.adapted_dataset = self.adapted_dataset, dataset
-            current_loader = self.dataloader
+            current = self.adapted_dataset, self.experience, self.dataloader
+            self.adapted_dataset, self.experience = dataset, experience
             try:
                 build(**kwargs)
                 return self.dataloader
             finally:
-                self.adapted_dataset, self.dataloader = current, current_loader
+                self.adapted_dataset, self.experience, self.dataloader = current
 
         self.dataloader = DeferredLoader(avalanche_loader)
         return None

@@ -15,11 +15,11 @@ from test_streams import mnist_root  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.filterwarnings("ignore:No loggers specified")
 
-SHORTCUTS = ("_load_train_state", "model_adaptation", "make_eval_dataloader")
+SHORTCUTS = ("_load_train_state", "model_adaptation", "make_eval_dataloader", "make_train_dataloader")
 
 
 def avalanche_path(monkeypatch) -> list[str]:
-    """Turn the three shortcuts into Avalanche's own methods; return a log of the shortcut calls."""
+    """Turn the shortcuts into Avalanche's own methods; return a log of the shortcut calls."""
     for name in SHORTCUTS:
         def plain(self, *args, _name=name, **kwargs):
             return getattr(super(LeanEvalMixin, self), _name)(*args, **kwargs)
@@ -210,3 +210,67 @@ def test_data_that_cannot_be_gathered_reaches_the_other_plugins_as_avalanches_lo
     strategy = template(torch.nn.Linear(3, 2), plugins=[fastdata.TensorBatchesPlugin(), Reads()])
     strategy.eval(tiny_experience())
     assert seen and "DeferredLoader" not in seen and "TensorBatches" not in seen
+
+
+def _count_avalanche_train_loaders(monkeypatch) -> list:
+    from avalanche.training.templates.base_sgd import BaseSGDTemplate
+
+    built, original = [], BaseSGDTemplate.make_train_dataloader
+
+    def counted(self, **kwargs):
+        original(self, **kwargs)
+        built.append(type(self.dataloader).__name__)
+
+    # Patched on Avalanche's class: the lean template still sees Avalanche's own method.
+    monkeypatch.setattr(BaseSGDTemplate, "make_train_dataloader", counted)
+    return built
+
+
+def tiny_train_stream():
+    from torch.utils.data import TensorDataset
+
+    from collapsebench_plugins.streams import tensors
+
+    x, y = torch.randn(10, 3), torch.arange(10) % 2
+    data = tensors.view_dataset(TensorDataset(x, y), y)
+    return tensors.assemble([data, data], [data, data]).train_stream
+
+
+def test_avalanches_training_loader_is_not_built_when_tensor_batches_replace_it(monkeypatch):
+    from avalanche.training.plugins import ReplayPlugin
+
+    built = _count_avalanche_train_loaders(monkeypatch)
+    strategy = template(torch.nn.Linear(3, 2), plugins=[fastdata.TensorBatchesPlugin()])
+    for experience in tiny_train_stream():
+        strategy.train(experience)
+    assert built == []
+    # Replay brings its own loader from the second experience on: Avalanche's is still not needed.
+    strategy = template(torch.nn.Linear(3, 2), plugins=[fastdata.TensorBatchesPlugin(), ReplayPlugin(mem_size=4)])
+    for experience in tiny_train_stream():
+        strategy.train(experience)
+    assert built == []
+
+
+def test_avalanches_training_loader_is_built_where_it_is_used(monkeypatch):
+    from avalanche.core import SupervisedPlugin
+
+    seen = []
+
+    class Reads(SupervisedPlugin):
+        def before_training_epoch(self, strategy, **kwargs):
+            seen.append(type(strategy.dataloader).__name__)
+
+    built = _count_avalanche_train_loaders(monkeypatch)
+    strategy = template(torch.nn.Linear(3, 2), plugins=[Reads()])  # no TensorBatchesPlugin: built at once
+    strategy.train(tiny_train_stream()[0])
+    assert built == ["TaskBalancedDataLoader"] and seen == ["TaskBalancedDataLoader"]
+
+    # Data that cannot be gathered: the tensor batches fall back to Avalanche's loader, built
+    # then from the experience's dataset, and training iterates it.
+    del built[:], seen[:]
+    monkeypatch.setattr(fastdata, "gather_onto", lambda dataset, device: None)
+    strategy = template(torch.nn.Linear(3, 2), plugins=[fastdata.TensorBatchesPlugin(), Reads()])
+    experience = tiny_train_stream()[1]
+    strategy.train(experience)
+    assert built == ["TaskBalancedDataLoader"] and seen == ["PendingTensorBatches"]
+    assert strategy.clock.train_exp_iterations == 3  # 10 samples, minibatches of 4
