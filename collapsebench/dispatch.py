@@ -21,6 +21,11 @@ event, element by element): a plugin added or removed mid-run is seen at the nex
 plugin that re-binds one of its callbacks on the instance while an experience runs is the one
 case not followed; no Avalanche or collapsebench plugin does.
 
+A plugin can say that some of its callbacks are idle for now: ``collapsebench_idle(event)``
+returning True leaves that event's callback out, and the plugin calls :func:`callbacks_changed`
+on the strategy when its answer changes (the interrupt check, ``interrupts.StopAtSafePoint``,
+is idle until a stop is requested).
+
 A template that defines a per-iteration trigger method itself (Avalanche's DER and SCR replay
 inside ``_before_forward``) keeps it: :func:`own_triggers` puts it in front of the lean one.
 """
@@ -87,11 +92,24 @@ def listeners(plugins, event: str) -> list:
         callback = getattr(plugin, event, None)
         if callback is None or does_nothing(callback):
             continue
+        idle = getattr(plugin, "collapsebench_idle", None)
+        if idle is not None and idle(event):
+            continue
         rule = rules.get(getattr(callback, "__func__", None))
         if rule is not None and getattr(callback, "__self__", None) is plugin and rule(plugin):
             continue
         found.append(callback)
     return found
+
+
+def callbacks_changed(strategy) -> None:
+    """Have ``strategy`` find its per-iteration callbacks again at its next event.
+
+    For a plugin whose ``collapsebench_idle`` answer changed. Safe to call from a signal
+    handler: it only drops the strategy's cache, and a trigger running at that moment keeps
+    the list it already holds.
+    """
+    strategy.__dict__.pop("_collapsebench_listeners", None)
 
 
 class LeanDispatchMixin:

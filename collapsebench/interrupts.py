@@ -16,33 +16,61 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import weakref
 
 from avalanche.core import SupervisedPlugin
 
+from collapsebench.dispatch import callbacks_changed
 from collapsebench.errors import Terminated
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StopAtSafePoint(SupervisedPlugin):
-    """Raises KeyboardInterrupt (Terminated for SIGTERM) between iterations once a stop was requested."""
+    """Raises KeyboardInterrupt (Terminated for SIGTERM) between iterations once a stop was requested.
+
+    Until then its per-iteration checks are idle: it tells the lean dispatch so
+    (``collapsebench_idle``), and :meth:`request` has the strategy it last saw rebuild its lists
+    of callbacks, so that the check is called from the next event on. A run no one stops pays
+    no call per minibatch for it.
+    """
+
+    #: The per-iteration callbacks below, idle while no stop is requested.
+    PER_ITERATION_CHECKS = ("after_training_iteration", "after_eval_iteration")
 
     def __init__(self):
         super().__init__()
         self.requested = False
         self.signum: int | None = None
         self._restore = None
+        self._strategy = None  # a weak reference to the strategy this plugin last saw
 
     def interrupt(self) -> KeyboardInterrupt:
         return Terminated() if self.signum == signal.SIGTERM else KeyboardInterrupt()
+
+    def request(self, signum: int) -> None:
+        """Stop at the next safe point (what the signal handler calls)."""
+        self.requested, self.signum = True, signum
+        strategy = self._strategy() if self._strategy is not None else None
+        if strategy is not None:
+            callbacks_changed(strategy)
+
+    def collapsebench_idle(self, event: str) -> bool:
+        return not self.requested and event in self.PER_ITERATION_CHECKS
 
     def _check(self, *args, **kwargs):
         if self.requested:
             raise self.interrupt()
 
+    def before_eval_exp(self, strategy, *args, **kwargs):
+        self._strategy = weakref.ref(strategy)
+
+    def before_training_exp(self, strategy, *args, **kwargs):
+        self._strategy = weakref.ref(strategy)
+        self._check()
+
     after_training_iteration = _check
     after_eval_iteration = _check
-    before_training_exp = _check
 
     def release(self) -> None:
         """Put back the handlers that ``deferred_interrupts(hold=True)`` left in place."""
@@ -51,8 +79,9 @@ class StopAtSafePoint(SupervisedPlugin):
             restore()
 
     def __getstate__(self):
-        # Checkpointed with the strategy: the restore closure is neither picklable nor meaningful later.
-        return {**self.__dict__, "_restore": None}
+        # Checkpointed with the strategy: the restore closure and the weak reference are neither
+        # picklable nor meaningful later.
+        return {**self.__dict__, "_restore": None, "_strategy": None}
 
 
 @contextlib.contextmanager
@@ -70,7 +99,7 @@ def deferred_interrupts(stopper: StopAtSafePoint, hold: bool = False):
     def handler(signum, frame):
         if stopper.requested:
             raise stopper.interrupt()  # a second signal: the user does not want to wait
-        stopper.requested, stopper.signum = True, signum
+        stopper.request(signum)
 
     previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
 

@@ -7,6 +7,7 @@ an exit code is the point.
 from __future__ import annotations
 
 import json
+import pickle
 import os
 import signal
 import subprocess
@@ -346,3 +347,34 @@ def test_held_signal_handlers_are_given_back():
         pass
     release_all()  # what the CLI does once a command ends
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_the_interrupt_check_is_called_only_once_a_stop_is_requested():
+    """The lean dispatch leaves the idle check out; a request (as the signal handler makes it)
+    brings it back at the next event, so the run stops at the end of that very iteration."""
+    from avalanche.core import SupervisedPlugin
+    from avalanche.training.templates import SupervisedTemplate
+
+    from collapsebench.dispatch import listeners, with_lean_dispatch
+    from collapsebench.interrupts import StopAtSafePoint
+    from test_lean_eval import tiny_train_stream
+
+    stopper = StopAtSafePoint()
+    iterations = []
+
+    class RequestsAtTheThirdStep(SupervisedPlugin):
+        def after_forward(self, strategy, **kwargs):
+            iterations.append(strategy.clock.train_exp_iterations)
+            if len(iterations) == 3:
+                stopper.request(signal.SIGINT)
+
+    model = torch.nn.Linear(3, 2)
+    strategy = with_lean_dispatch(SupervisedTemplate)(
+        model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), criterion=torch.nn.CrossEntropyLoss(),
+        train_mb_size=1, train_epochs=1, device="cpu", plugins=[RequestsAtTheThirdStep(), stopper], evaluator=None)
+    assert listeners([stopper], "after_training_iteration") == []
+    with pytest.raises(KeyboardInterrupt):
+        strategy.train(tiny_train_stream()[0])
+    assert iterations == [0, 1, 2]  # stopped at the end of the iteration in which it was asked
+    assert listeners([stopper], "after_training_iteration") == [stopper.after_training_iteration]
+    assert pickle.loads(pickle.dumps(stopper)).requested  # the weak reference is not pickled
