@@ -22,7 +22,7 @@ use it too): on a machine shared with other jobs, time spent waiting for a core 
 no one. All training runs in the main thread, so nothing is missed.
 
 A second table pairs the two at the grain of one epoch: inside each collapsebench run, every
-training epoch is timed next to a hand-loop epoch over the same experience's tensors (its own
+training epoch is timed next to a hand-loop epoch over the tensors that epoch trains on (its own
 model and optimizer, the order of the two alternating), so each pair shares the machine's load of
 that second rather than of a whole run. On a shared machine whose speed drifts by tens of percent
 from one run to the next, this is the comparison that stays put; the time collapsebench spends in
@@ -34,6 +34,12 @@ Avalanche's epoch loop replaced (for the benchmark only) by the same loop writte
 its trigger methods, and by a bare loop that calls only the run's non-empty callbacks around
 forward, backward and step. It shows what the template's loop itself costs.
 
+``--breakdown`` adds a table of one training step piece by piece: the run's loop (Avalanche's,
+written inline with a timer around every piece and every callback) and the hand loop, epochs
+taking turns over the same minibatches, each piece's median wall time per call. Medians of a few
+thousand calls of some microseconds hold still where whole epochs do not, so this is the table
+that shows where the overhead is.
+
 When CUDA is available, a GPU section follows (wall time, synchronized): the same three ways
 with ``--device cuda``, the hand loop holding its tensors on the GPU as collapsebench's gathered
 experiences do. Without CUDA it says why it is skipped.
@@ -41,6 +47,7 @@ experiences do. Without CUDA it says why it is skipped.
     uv run python benchmarks/bench_speed.py --repeats 5
     uv run python benchmarks/bench_speed.py --repeats 9 --threads 1 --clock cpu
     uv run python benchmarks/bench_speed.py --repeats 10 --threads 1 --clock cpu --ablate
+    uv run python benchmarks/bench_speed.py --repeats 7 --threads 1 --clock cpu --breakdown
 """
 
 from __future__ import annotations
@@ -175,11 +182,11 @@ class _EpochPairs:
         self.optimizer, self.experience = None, None
         self.pairs: list[tuple[float, float]] = []  # (collapsebench epoch, hand epoch) seconds
 
-    def hand_epoch(self, index: int) -> float:
+    def hand_epoch(self, index: int, tensors) -> float:
         if index != self.experience:  # as the hand loop: a fresh optimizer per experience
             self.experience = index
             self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=self.momentum)
-        inputs, targets = self.experiences[index]
+        inputs, targets = tensors if tensors is not None else self.experiences[index]
         started = time.perf_counter()
         hand_epoch(self.model, self.optimizer, self.criterion, inputs, targets, self.batch_size)
         return time.perf_counter() - started
@@ -192,13 +199,14 @@ class _EpochPairs:
 
         def timed_training_epoch(strategy, **kwargs):
             index = strategy.experience.current_experience
+            tensors = _run_tensors(strategy)
             hand_first = len(pairs.pairs) % 2 == 0
-            hand = pairs.hand_epoch(index) if hand_first else None
+            hand = pairs.hand_epoch(index, tensors) if hand_first else None
             started = time.perf_counter()
             result = original(strategy, **kwargs)
             ours = time.perf_counter() - started
             if not hand_first:
-                hand = pairs.hand_epoch(index)
+                hand = pairs.hand_epoch(index, tensors)
             pairs.pairs.append((ours, hand))
             return result
 
@@ -209,6 +217,19 @@ class _EpochPairs:
         from avalanche.training.templates.update_type.sgd_update import SGDUpdate
 
         SGDUpdate.training_epoch = self._original
+
+
+def _run_tensors(strategy):
+    """The (inputs, targets) the run trains on in this experience, gathered now if they were not yet.
+
+    The hand epoch then covers exactly the run's minibatches (the run's seed picks the classes of
+    each experience, so the stream's seed-0 experiences differ in size), and the one-time gathering,
+    which the run does not count as training time, falls in neither epoch of the pair.
+    """
+    loader = strategy.dataloader
+    loader = getattr(loader, "loader", loader)  # a PendingTensorBatches gathers here
+    tensors = getattr(loader, "tensors", None)
+    return None if tensors is None else (tensors[0], tensors[1])
 
 
 def paired_epochs(args, manager, registry, experiences, model_factory) -> str:
@@ -325,6 +346,125 @@ def ablation(args, manager, registry, experiences, model_factory) -> str:
             + tabulate(rows, headers=["", "epoch pairs", "median x", "interquartile"], floatfmt=".3f"))
 
 
+class _StepClock:
+    """Median wall time of each named piece of a training step, in microseconds (``time.perf_counter_ns``:
+    at this grain a median is steady even on a shared machine; the clock's own cost is measured too)."""
+
+    def __init__(self):
+        self.ns: dict[str, list[int]] = {}
+
+    def timed(self, piece: str, call, *args, **kwargs):
+        started = time.perf_counter_ns()
+        result = call(*args, **kwargs)
+        self.ns.setdefault(piece, []).append(time.perf_counter_ns() - started)
+        return result
+
+    def median_us(self, piece: str) -> float:
+        return statistics.median(self.ns[piece]) / 1000
+
+
+def timed_inline_epoch(clock: _StepClock, strategy, **kwargs):
+    """:func:`inline_epoch` with each piece of the step timed: the same calls in the same order, plus
+    one trigger method of an event without callbacks per step, to time what the template pays per event."""
+    from collapsebench.dispatch import PER_ITERATION, listeners
+
+    events = {event: listeners(strategy.plugins, event) for event in PER_ITERATION[:8]}
+    quiet = next((f"_{event}" for event, calls in events.items() if not calls), None)
+    t = clock.timed
+
+    def callbacks(event):
+        for call in events[event]:
+            owner = getattr(call, "__self__", None)
+            name = type(owner).__name__ if owner is not None else call.__qualname__.split(".")[0]
+            t(f"callback {name}.{event}", call, strategy, **kwargs)
+
+    def add_criterion():
+        strategy.loss += strategy.criterion()
+
+    iterator = iter(strategy.dataloader)
+    while not strategy._stop_training:
+        try:
+            strategy.mbatch = t("next minibatch", next, iterator)
+        except StopIteration:
+            break
+        t("_unpack_minibatch", strategy._unpack_minibatch)
+        callbacks("before_training_iteration")
+        t("zero_grad", strategy.optimizer.zero_grad)
+        strategy.loss = t("_make_empty_loss", strategy._make_empty_loss)
+        callbacks("before_forward")
+        strategy.mb_output = t("forward", strategy.forward)
+        callbacks("after_forward")
+        t("loss += criterion", add_criterion)
+        callbacks("before_backward")
+        t("backward", strategy.backward)
+        callbacks("after_backward")
+        callbacks("before_update")
+        t("optimizer step", strategy.optimizer_step)
+        callbacks("after_update")
+        callbacks("after_training_iteration")
+        if quiet is not None:
+            t("one trigger method, no callbacks (8 per step)", getattr(strategy, quiet))
+        t("the clock itself (an empty call)", _nothing)
+
+
+def _nothing():
+    return None
+
+
+def timed_hand_epoch(clock: _StepClock, model, optimizer, criterion, inputs, targets, batch_size) -> None:
+    """:func:`hand_epoch` with its pieces timed."""
+    t = clock.timed
+    model.train()
+    order = torch.randperm(len(targets)).to(inputs.device)
+    for start in range(0, len(targets), batch_size):
+        index = order[start : start + batch_size]
+        x, y = t("hand: cut the minibatch", lambda: (inputs.index_select(0, index), targets.index_select(0, index)))
+        t("hand: zero_grad", optimizer.zero_grad)
+        output = t("hand: forward", model, x)
+        loss = t("hand: criterion", criterion, output, y)
+        t("hand: backward", loss.backward)
+        t("hand: optimizer step", optimizer.step)
+
+
+def breakdown(args, manager, registry, experiences, model_factory) -> str:
+    """Where a step's time goes, piece by piece, in collapsebench's loop and in the hand loop; the table as text."""
+    from avalanche.training.templates.update_type.sgd_update import SGDUpdate
+    from tabulate import tabulate
+
+    clock = _StepClock()
+    torch.manual_seed(1000)
+    hand_model = model_factory()
+    hand_optimizer = torch.optim.SGD(hand_model.parameters(), lr=args.lr, momentum=args.momentum)
+    criterion = torch.nn.CrossEntropyLoss()
+
+    turn = [0]
+
+    def epoch(strategy, **kwargs):
+        inputs, targets = _run_tensors(strategy) or experiences[strategy.experience.current_experience]
+        hand_first = turn[0] % 2 == 0  # the two take turns, as in the paired table
+        turn[0] += 1
+        if hand_first:
+            timed_hand_epoch(clock, hand_model, hand_optimizer, criterion, inputs, targets, args.batch_size)
+        timed_inline_epoch(clock, strategy, **kwargs)
+        if not hand_first:
+            timed_hand_epoch(clock, hand_model, hand_optimizer, criterion, inputs, targets, args.batch_size)
+
+    avalanche_loop = SGDUpdate.training_epoch
+    SGDUpdate.training_epoch = epoch
+    try:
+        for repeat in range(min(args.repeats, 3)):
+            collapsebench_run(manager, registry, args.data_root, args.epochs, args.batch_size, args.lr, args.momentum,
+                              seed=repeat)
+    finally:
+        SGDUpdate.training_epoch = avalanche_loop
+    step = sum(clock.median_us(p) for p in clock.ns if p.startswith("hand: "))
+    rows = [[piece, len(clock.ns[piece]), clock.median_us(piece), 100 * clock.median_us(piece) / step]
+            for piece in clock.ns]
+    return ("\nOne training step piece by piece (wall clock, median per call; each timing includes the clock's own "
+            "cost, its row below; % of the hand loop's step)\n"
+            + tabulate(rows, headers=["", "calls", "median us", "% of hand step"], floatfmt=".1f"))
+
+
 def gpu_section(args, manager, registry, experiences, model_factory) -> None:
     if not torch.cuda.is_available():
         print("\nGPU section skipped: torch.cuda.is_available() is False here (no CUDA GPU, no driver, or a "
@@ -349,6 +489,7 @@ def main() -> None:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall: time.perf_counter; cpu: this thread's CPU time (CPU section only)")
     parser.add_argument("--ablate", action="store_true", help="add the table of epoch loops (see above)")
+    parser.add_argument("--breakdown", action="store_true", help="add the table of a step's pieces (see above)")
     parser.add_argument("--no-gpu", action="store_true", help="skip the GPU section even when CUDA is available")
     parser.add_argument("--data-root", default=os.environ.get("COLLAPSEBENCH_DATA_ROOT", REPO.parent / "shared" / "data"))
     args = parser.parse_args()
@@ -376,6 +517,8 @@ def main() -> None:
         pairs_table = paired_epochs(args, manager, registry, experiences, model_factory)
         if args.ablate:
             pairs_table += "\n" + ablation(args, manager, registry, experiences, model_factory)
+        if args.breakdown:
+            pairs_table += "\n" + breakdown(args, manager, registry, experiences, model_factory)
     finally:
         time.perf_counter = wall
 

@@ -71,3 +71,36 @@ def test_the_inline_loop_trains_as_avalanches_loop(bench_speed, shared_mnist_roo
     inline = _run(shared_mnist_root, tmp_path, "inline")
     assert inline[0] == avalanche[0]
     assert inline[1] == avalanche[1]
+
+
+def test_the_timed_inline_loop_trains_as_avalanches_loop(bench_speed, shared_mnist_root, tmp_path, monkeypatch):
+    """The breakdown's timed loop is the same computation, though it times every piece of the step."""
+    from avalanche.training.templates.update_type.sgd_update import SGDUpdate
+
+    avalanche = _run(shared_mnist_root, tmp_path, "avalanche")
+    clock = bench_speed._StepClock()
+    monkeypatch.setattr(SGDUpdate, "training_epoch", lambda strategy, **kw: bench_speed.timed_inline_epoch(clock, strategy, **kw))
+    timed = _run(shared_mnist_root, tmp_path, "timed")
+    assert timed[0] == avalanche[0]
+    assert timed[1] == avalanche[1]
+    assert {"forward", "backward", "optimizer step", "callback OnlineAccuracy.after_forward"} <= set(clock.ns)
+
+
+def test_the_breakdown_times_the_same_minibatches_in_both_loops(bench_speed, shared_mnist_root):
+    import argparse
+
+    from collapsebench.manager import build_manager
+    from collapsebench.registry import Registry
+
+    manager = build_manager()
+    registry = Registry(manager)
+    mlp = registry.get("architecture", "mlp")
+    model_factory = lambda: mlp.factory((1, 28, 28), 10, False, **mlp.option_defaults())  # noqa: E731
+    args = argparse.Namespace(repeats=1, epochs=1, batch_size=64, lr=0.01, momentum=0.9, data_root=shared_mnist_root)
+    text = bench_speed.breakdown(args, manager, registry, experiences=None, model_factory=model_factory)
+    rows = {line.rsplit(None, 3)[0]: [float(v) for v in line.rsplit(None, 3)[1:]]
+            for line in text.splitlines() if line and line[0].isalpha() and not line.startswith("One")}
+    # The hand epochs run over the run's own tensors: as many minibatches as the run's loop.
+    assert rows["hand: forward"][0] == rows["forward"][0] == rows["next minibatch"][0] > 0
+    assert all(us > 0 for _, us, _ in rows.values())
+    assert 95 < sum(share for piece, (_, _, share) in rows.items() if piece.startswith("hand: ")) < 105
