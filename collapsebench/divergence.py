@@ -1,16 +1,20 @@
-"""Stopping a run whose training diverged, at the iteration where it happened.
+"""Stopping a run whose training diverged, reporting the iteration where it happened.
 
 A learning rate swept too high drives the loss to infinity and the weights to NaN within a few
 updates; left running, the evaluators then failed inside their linear algebra and the run was
-lost. The loss is checked after every training iteration, before the evaluators' own callbacks
-(Avalanche calls its evaluation plugin last). NaN or infinite weights make the next loss
-non-finite, so the parameters themselves are checked every ``PARAMETER_EVERY`` iterations and at
-the end of every epoch: checked every iteration, they cost 8% of a small MLP's training step.
+lost. Every ``PARAMETER_EVERY`` iterations and at the end of every epoch (before the evaluators'
+own callbacks: Avalanche calls its evaluation plugin last), the guard reads the losses of the
+iterations since its last check, in one transfer, and the parameters. Reading each loss back at
+its own step made a GPU wait for every minibatch, and on the CPU was the guard's main cost per
+step (docs/performance.md). The run stops at most ``PARAMETER_EVERY - 1`` iterations after its
+loss stopped being finite and reports the iteration where it did; the iterations in between
+train on NaN, which changes nothing that is kept, and an evaluator that measures in between
+records non-finite weights as unmeasured rather than failing. Checked every iteration, the
+parameters would cost 8% of a small MLP's step.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -19,10 +23,10 @@ from avalanche.core import SupervisedPlugin
 
 @dataclass
 class TrainingDiverged(Exception):
-    """Raised at the iteration boundary where the loss or a parameter stopped being finite."""
+    """Raised at the check that found the loss or a parameter no longer finite."""
 
     experience: int
-    iteration: int  # 1-based, within the experience
+    iteration: int  # 1-based, within the experience: where the loss, or the parameter check, found it
     what: str  # "loss" or the name of the first non-finite parameter
     loss: float | None
 
@@ -40,42 +44,62 @@ PARAMETER_EVERY = 16
 
 
 class DivergenceGuard(SupervisedPlugin):
-    """Raises :class:`TrainingDiverged` once the minibatch loss or any parameter is NaN or infinite."""
+    """Raises :class:`TrainingDiverged` once a minibatch loss or any parameter is NaN or infinite."""
+
+    def __init__(self):
+        super().__init__()
+        self._losses: list = []  # the losses of the iterations since the last check, in order
+
+    def before_training_exp(self, strategy, *args, **kwargs):
+        self._losses = []
 
     def after_training_iteration(self, strategy, *args, **kwargs):
+        loss = strategy.loss
+        # Kept as it is, with no tensor operation at this step: backward has freed its graph's
+        # buffers, unless the template keeps them (retain_graph), when only the value is kept.
+        self._losses.append(loss.detach() if getattr(strategy, "retain_graph", False) and torch.is_tensor(loss)
+                            else loss)
         # The clock has not yet counted this iteration (it is the template's last plugin).
-        if (strategy.clock.train_exp_iterations + 1) % PARAMETER_EVERY == 0:
-            self._check(strategy, parameters=True)
-            return
-        # The common case, a finite one-element loss, in one call: it runs at every step.
-        try:
-            if math.isfinite(strategy.loss.item()):
-                return
-        except (AttributeError, RuntimeError, ValueError):
-            pass  # not a one-element tensor: _check reads it as it is
-        self._check(strategy, parameters=False)
+        iteration = strategy.clock.train_exp_iterations + 1
+        if iteration % PARAMETER_EVERY == 0:
+            self._check(strategy, iteration)
 
     def after_training_epoch(self, strategy, *args, **kwargs):
-        self._check(strategy, parameters=True, iteration=strategy.clock.train_exp_iterations)
+        self._check(strategy, strategy.clock.train_exp_iterations)
 
-    def _check(self, strategy, parameters: bool, iteration: int | None = None) -> None:
-        loss = strategy.loss
-        loss_finite = math.isfinite(_loss_value(loss)) if torch.is_tensor(loss) else True
-        culprit = None if loss_finite else "loss"
-        if culprit is None and parameters:
-            culprit = _first_non_finite_parameter(strategy.model)
+    def _check(self, strategy, iteration: int) -> None:
+        """Raises for the first non-finite loss since the last check, else for a non-finite parameter;
+        ``iteration``: the experience's 1-based iteration that just ended."""
+        losses, self._losses = self._losses, []
+        bad = _first_non_finite_loss(losses)
+        if bad is not None:
+            raise TrainingDiverged(experience=strategy.experience.current_experience,
+                                   iteration=iteration - (len(losses) - 1 - bad), what="loss",
+                                   loss=float(losses[bad].detach().float().mean()))
+        culprit = _first_non_finite_parameter(strategy.model)
         if culprit is not None:
-            raise TrainingDiverged(
-                experience=strategy.experience.current_experience,
-                iteration=strategy.clock.train_exp_iterations + 1 if iteration is None else iteration,
-                what=culprit,
-                loss=float(loss.detach().float().mean()) if torch.is_tensor(loss) else None,
-            )
+            raise TrainingDiverged(experience=strategy.experience.current_experience, iteration=iteration,
+                                   what=culprit, loss=None)
+
+    def __getstate__(self):
+        # Checkpointed with the strategy, between experiences: the kept losses are not state.
+        return {**self.__dict__, "_losses": []}
 
 
-def _loss_value(loss: torch.Tensor) -> float:
-    # .item() of the usual 0-d loss costs well under a microsecond; a reduction first costs ten.
-    return loss.item() if loss.numel() == 1 else float(loss.detach().float().sum())
+def _first_non_finite_loss(losses: list) -> int | None:
+    """The index of the first loss tensor with a NaN or infinite element (else None), read in one
+    transfer. A loss that is not a tensor (a plugin's float) is not read."""
+    tensors = [(i, loss) for i, loss in enumerate(losses) if torch.is_tensor(loss)]
+    if not tensors:
+        return None
+    with torch.no_grad():
+        first = tensors[0][1]
+        if all(loss.shape == first.shape and loss.device == first.device for _, loss in tensors):
+            finite = torch.isfinite(torch.stack([loss for _, loss in tensors]).reshape(len(tensors), -1)).all(1)
+        else:  # losses of several shapes or devices: one flag each, gathered for one transfer
+            finite = torch.stack([torch.isfinite(loss).all().cpu() for _, loss in tensors])
+        flags = finite.tolist()
+    return next((i for (i, _), ok in zip(tensors, flags) if not ok), None)
 
 
 def _first_non_finite_parameter(model) -> str | None:

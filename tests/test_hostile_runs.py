@@ -74,33 +74,74 @@ def test_divergence_after_finished_experiences_keeps_them(cli, tmp_path, monkeyp
     assert "(parameter fake.weight became NaN or infinite)" in err
 
 
+def _guarded_strategy(**attributes):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{"loss": torch.tensor(1.0), "model": torch.nn.Linear(2, 2), "retain_graph": False,
+                              "clock": SimpleNamespace(train_exp_iterations=0),  # as Avalanche's clock counts
+                              "experience": SimpleNamespace(current_experience=0), **attributes})
+
+
+def _iterate(guard, strategy, iterations, losses=None):
+    """Runs the guard's callback for the experience's ``iterations`` (1-based), with ``losses[i]`` at iteration i."""
+    for iteration in iterations:
+        strategy.loss = (losses or {}).get(iteration, torch.tensor(1.0))
+        strategy.clock.train_exp_iterations = iteration - 1  # the clock counts after the guard
+        guard.after_training_iteration(strategy)
+
+
 @pytest.mark.parametrize("loss, diverged", [
     (torch.tensor(1.5), False), (torch.tensor(float("nan")), True), (torch.tensor([float("inf")]), True),
     (torch.tensor([1.0, 2.0]), False), (torch.tensor([1.0, float("nan")]), True),  # an unreduced loss
     (2.0, False), (None, False),  # not a tensor: nothing the guard can read
 ])
-def test_the_guard_reads_every_shape_of_loss_between_parameter_checks(loss, diverged):
-    from types import SimpleNamespace
-
+def test_the_guard_names_the_iteration_of_the_first_non_finite_loss_at_its_next_check(loss, diverged):
     from collapsebench import divergence
 
-    strategy = SimpleNamespace(loss=loss, model=torch.nn.Linear(2, 2),
-                               clock=SimpleNamespace(train_exp_iterations=0),  # no parameter check due
-                               experience=SimpleNamespace(current_experience=0))
-    guard = divergence.DivergenceGuard()
+    every = divergence.PARAMETER_EVERY
+    guard, strategy = divergence.DivergenceGuard(), _guarded_strategy()
+    _iterate(guard, strategy, range(1, every), {5: loss, 9: torch.tensor(float("inf"))} if diverged else {5: loss})
     if diverged:
         with pytest.raises(divergence.TrainingDiverged) as raised:
-            guard.after_training_iteration(strategy)
-        assert raised.value.what == "loss" and raised.value.iteration == 1
+            _iterate(guard, strategy, [every])
+        assert raised.value.what == "loss" and raised.value.iteration == 5  # not 9, and not the check's 16
     else:
-        guard.after_training_iteration(strategy)
-    strategy.loss = torch.tensor(1.0)
+        _iterate(guard, strategy, [every])
+
+
+def test_the_guard_checks_parameters_at_its_checks_and_at_the_end_of_an_epoch():
+    from collapsebench import divergence
+
+    every = divergence.PARAMETER_EVERY
+    guard, strategy = divergence.DivergenceGuard(), _guarded_strategy()
     with torch.no_grad():
         strategy.model.weight[0, 0] = float("nan")
-    guard.after_training_iteration(strategy)  # parameters are not read between their checks
-    strategy.clock.train_exp_iterations = divergence.PARAMETER_EVERY - 1
-    with pytest.raises(divergence.TrainingDiverged):
-        guard.after_training_iteration(strategy)
+    _iterate(guard, strategy, range(1, every))  # parameters are not read between checks
+    with pytest.raises(divergence.TrainingDiverged) as raised:
+        _iterate(guard, strategy, [every])
+    assert raised.value.what == "weight" and raised.value.iteration == every
+
+    # An epoch that ends between checks: its losses and the parameters are read then.
+    guard, strategy = divergence.DivergenceGuard(), _guarded_strategy()
+    _iterate(guard, strategy, range(1, 6), {3: torch.tensor(float("nan"))})
+    strategy.clock.train_exp_iterations = 5
+    with pytest.raises(divergence.TrainingDiverged) as raised:
+        guard.after_training_epoch(strategy)
+    assert raised.value.what == "loss" and raised.value.iteration == 3
+
+
+def test_the_guard_keeps_no_graph_the_template_retains():
+    from collapsebench import divergence
+
+    guard, strategy = divergence.DivergenceGuard(), _guarded_strategy(retain_graph=True)
+    weight = torch.ones(2, requires_grad=True)
+    strategy.loss = (weight * 2).sum()
+    guard.after_training_iteration(strategy)
+    assert not guard._losses[0].requires_grad
+    strategy.retain_graph = False
+    guard.after_training_iteration(strategy)
+    assert guard._losses[1] is strategy.loss  # backward freed its buffers: kept as it is, no operation
+    assert guard.__getstate__()["_losses"] == []
 
 
 def test_sweep_counts_a_diverged_job_as_finished(tmp_path):
