@@ -232,12 +232,13 @@ def _run_tensors(strategy):
     return None if tensors is None else (tensors[0], tensors[1])
 
 
-def paired_epochs(args, manager, registry, experiences, model_factory) -> str:
+def paired_epochs(args, manager, registry, experiences, model_factory, repeats: int | None = None) -> str:
     """collapsebench's epochs against hand-loop epochs run beside them; the table as text."""
     from tabulate import tabulate
 
-    ratios, ours_total, hand_total, outside_total, data_total = [], 0.0, 0.0, 0.0, 0.0
-    for repeat in range(args.repeats):
+    repeats = repeats or args.repeats
+    ratios, run_medians, ours_total, hand_total, outside_total, data_total = [], [], 0.0, 0.0, 0.0, 0.0
+    for repeat in range(repeats):
         with _EpochPairs(model_factory, experiences, args.batch_size, args.lr, args.momentum, repeat) as pairs:
             train, data = collapsebench_run(manager, registry, args.data_root, args.epochs, args.batch_size,
                                             args.lr, args.momentum, seed=repeat)
@@ -246,13 +247,17 @@ def paired_epochs(args, manager, registry, experiences, model_factory) -> str:
         ours_total, hand_total = ours_total + epochs, hand_total + hands
         # The hand epochs ran inside collapsebench's recorded training time: taken out again.
         outside_total, data_total = outside_total + (train - epochs - hands), data_total + data
-        print(f"[paired] repeat {repeat + 1}/{args.repeats}: {len(pairs.pairs)} epoch pairs, "
-              f"median x {statistics.median(ours / hand for ours, hand in pairs.pairs):.3f}")
+        run_medians.append(statistics.median(ours / hand for ours, hand in pairs.pairs))
+        print(f"[paired] repeat {repeat + 1}/{repeats}: {len(pairs.pairs)} epoch pairs, median x {run_medians[-1]:.3f}")
     quartiles = statistics.quantiles(ratios, n=4)
     median = statistics.median(ratios)
     outside, gathering = outside_total / hand_total, data_total / hand_total
+    # The runs are the independent draws (each places its model in memory anew): their medians
+    # give the standard error of the figure.
+    spread = statistics.stdev(run_medians) / len(run_medians) ** 0.5 if len(run_medians) > 1 else float("nan")
     rows = [
         ["epoch, median of paired x", median, f"{quartiles[0]:.3f}-{quartiles[2]:.3f}"],
+        ["epoch, mean of the runs' medians x", statistics.fmean(run_medians), f"standard error {spread:.3f}"],
         ["epochs, total x", ours_total / hand_total, ""],
         ["+ outside the epochs (share of hand time)", outside, ""],
         ["training time, estimated x", median + outside, ""],
@@ -481,6 +486,10 @@ def gpu_section(args, manager, registry, experiences, model_factory) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--paired-repeats", type=int, default=None,
+                        help="collapsebench runs of the paired table (default: --repeats); each run places its "
+                             "model in memory anew, which moves its speed by several percent, so a precise "
+                             "figure needs tens of runs")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.01)
@@ -514,7 +523,8 @@ def main() -> None:
         time.perf_counter = time.thread_time  # every timer below, collapsebench's own included
     try:
         times = measure(args, manager, registry, experiences, model_factory, "cpu")
-        pairs_table = paired_epochs(args, manager, registry, experiences, model_factory)
+        pairs_table = paired_epochs(args, manager, registry, experiences, model_factory,
+                                    repeats=args.paired_repeats or args.repeats)
         if args.ablate:
             pairs_table += "\n" + ablation(args, manager, registry, experiences, model_factory)
         if args.breakdown:

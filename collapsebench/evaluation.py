@@ -248,6 +248,10 @@ class EpochLoss(AvalancheEpochLoss):
 
     FLUSH_EVERY = 256
 
+    #: Its ``update`` reads the loss and the targets only: LeanEvaluationPlugin need not show it
+    #: the experience's logging view.
+    collapsebench_reads_experience = False
+
     def __init__(self):
         self._pending: list[tuple[torch.Tensor, int]] = []
         super().__init__()
@@ -255,7 +259,7 @@ class EpochLoss(AvalancheEpochLoss):
     def update(self, strategy):
         pending, targets = self._pending, strategy.mb_y
         # shape, not len(): a tensor's len() is a Python method of torch's, this is an attribute.
-        pending.append((strategy.loss.detach(), targets.shape[0] if torch.is_tensor(targets) and targets.dim()
+        pending.append((strategy.loss.detach(), targets.shape[0] if isinstance(targets, torch.Tensor) and targets.ndim
                         else len(targets)))
         if len(pending) >= self.FLUSH_EVERY:
             self._flush()
@@ -313,7 +317,8 @@ class LeanEvaluationPlugin(EvaluationPlugin):
       ``GenericPluginMetric`` that only updates there (it emits per epoch or experience, as the
       run's epoch loss and accuracies do) and no logger listens, the metrics' ``update`` is
       called directly, with ``strategy.experience`` replaced by its logging view as Avalanche
-      does; the view is made once per experience rather than copied at every iteration.
+      does; the view is made once per experience rather than copied at every iteration, and
+      not put in place at all for metrics that say they never read it (the run's epoch loss).
       That is exactly what Avalanche's path does there (its callback calls ``update`` and
       returns nothing to publish), without the call chain that cost more than the update.
 
@@ -322,6 +327,10 @@ class LeanEvaluationPlugin(EvaluationPlugin):
     """
 
     __getattribute__ = object.__getattribute__  # undo EvaluationPlugin's Python-level lookup
+
+    #: The callbacks whose updating metrics never read the experience; the instance gets a set of
+    #: its own when it finds one (a plugin checkpointed before this existed reads this default).
+    _without_view: frozenset | set = frozenset()
 
     def __init__(self, *metrics, loggers):
         # collect_all would keep every value ever reported in memory: a long stream's would grow
@@ -360,7 +369,11 @@ class LeanEvaluationPlugin(EvaluationPlugin):
         """The acting metrics, when after ``callback`` all Avalanche's path would do is call their
         ``update`` (see the class docstring); else None."""
         if callback not in self._updating:
-            self._updating[callback] = _only_updates(self._acting_metrics(callback), callback, self.loggers)
+            updating = self._updating[callback] = _only_updates(self._acting_metrics(callback), callback, self.loggers)
+            if updating and not any(getattr(m, "collapsebench_reads_experience", True) for m in updating):
+                if "_without_view" not in self.__dict__:
+                    self._without_view = set()
+                self._without_view.add(callback)
         return self._updating[callback]
 
     def _view_for_logging(self, experience):
@@ -371,6 +384,10 @@ class LeanEvaluationPlugin(EvaluationPlugin):
     def _update_metrics_and_loggers(self, strategy, callback: str):
         updating = self._only_updating(callback) if self._active else None
         if updating:
+            if callback in self._without_view:
+                for metric in updating:
+                    metric.update(strategy)
+                return None
             experience = strategy.experience
             if experience is not None:
                 strategy.experience = self._view_for_logging(experience)

@@ -47,12 +47,12 @@ class OnlineAccuracy(SupervisedPlugin):
 
     def after_forward(self, strategy, **kwargs):
         output, targets = strategy.mb_output, strategy.mb_y
-        # shape, not len(): a tensor's len() is a Python method of torch's, this is an attribute.
-        if not torch.is_tensor(output) or output.dim() != 2 or not torch.is_tensor(targets):
+        # isinstance and .ndim/.shape, not torch.is_tensor, .dim() or len(): those are Python
+        # functions or method calls, these are attribute reads, at every step.
+        if not (isinstance(output, torch.Tensor) and isinstance(targets, torch.Tensor)
+                and output.ndim == 2 and targets.ndim and output.shape[0] == targets.shape[0]):
             return
-        n = targets.shape[0] if targets.dim() else -1
-        if output.shape[0] != n:
-            return
+        n = targets.shape[0]
         pending = self._pending
         pending.append((output.detach(), targets))
         self.seen += n

@@ -394,6 +394,10 @@ def test_the_runs_evaluation_forwards_no_idle_iteration_callback():
     assert does_nothing(evaluation.before_training_iteration)
     assert [type(m).__name__ for m in evaluation._acting_metrics("after_training_iteration")] == ["EpochLoss"]
     assert evaluation._only_updating("after_training_iteration") == evaluation._acting_metrics("after_training_iteration")
+    # The epoch loss never reads the experience (its equivalence test below gives it none): it is
+    # updated without the logging view; Avalanche's accuracies still get it.
+    assert evaluation._only_updating("after_eval_iteration")
+    assert evaluation._without_view == {"after_training_iteration"}
     assert {type(m).__name__ for m in evaluation._acting_metrics("after_eval_iteration")} == {
         "ExperienceAccuracy", "StreamAccuracy"}
 
