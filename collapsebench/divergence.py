@@ -4,7 +4,7 @@ A learning rate swept too high drives the loss to infinity and the weights to Na
 updates; left running, the evaluators then failed inside their linear algebra and the run was
 lost. Every ``PARAMETER_EVERY`` iterations and at the end of every epoch (before the evaluators'
 own callbacks: Avalanche calls its evaluation plugin last), the guard reads the losses of the
-iterations since its last check, in one transfer, and the parameters. Reading each loss back at
+iterations since its last check (kept detached), in one transfer, and the parameters. Reading each loss back at
 its own step made a GPU wait for every minibatch, and on the CPU was the guard's main cost per
 step (docs/performance.md). The run stops at most ``PARAMETER_EVERY - 1`` iterations after its
 loss stopped being finite and reports the iteration where it did; the iterations in between
@@ -55,10 +55,9 @@ class DivergenceGuard(SupervisedPlugin):
 
     def after_training_iteration(self, strategy, *args, **kwargs):
         loss = strategy.loss
-        # Kept as it is, with no tensor operation at this step: backward has freed its graph's
-        # buffers, unless the template keeps them (retain_graph), when only the value is kept.
-        self._losses.append(loss.detach() if getattr(strategy, "retain_graph", False) and torch.is_tensor(loss)
-                            else loss)
+        # Detached: holding the loss itself would hold its graph's nodes until the check (and,
+        # under retain_graph, the graph's buffers), for no gain measurable here.
+        self._losses.append(loss.detach() if isinstance(loss, torch.Tensor) else loss)
         # The clock has not yet counted this iteration (it is the template's last plugin).
         iteration = strategy.clock.train_exp_iterations + 1
         if iteration % PARAMETER_EVERY == 0:
