@@ -88,16 +88,18 @@ class DivergenceGuard(SupervisedPlugin):
 def _first_non_finite_loss(losses: list) -> int | None:
     """The index of the first loss tensor with a NaN or infinite element (else None), read in one
     transfer. A loss that is not a tensor (a plugin's float) is not read."""
-    tensors = [(i, loss) for i, loss in enumerate(losses) if torch.is_tensor(loss)]
-    if not tensors:
+    if not losses:
         return None
     with torch.no_grad():
-        first = tensors[0][1]
-        if all(loss.shape == first.shape and loss.device == first.device for _, loss in tensors):
-            finite = torch.isfinite(torch.stack([loss for _, loss in tensors]).reshape(len(tensors), -1)).all(1)
-        else:  # losses of several shapes or devices: one flag each, gathered for one transfer
-            finite = torch.stack([torch.isfinite(loss).all().cpu() for _, loss in tensors])
-        flags = finite.tolist()
+        try:  # the usual case, tensors of one shape on one device: one stack, no loop in Python
+            flags = torch.isfinite(torch.stack(losses)).reshape(len(losses), -1).all(1).tolist()
+            return next((i for i, ok in enumerate(flags) if not ok), None)
+        except (TypeError, RuntimeError):
+            pass  # floats among them, or several shapes or devices
+        tensors = [(i, loss) for i, loss in enumerate(losses) if torch.is_tensor(loss)]
+        if not tensors:
+            return None
+        flags = torch.stack([torch.isfinite(loss).all().cpu() for _, loss in tensors]).tolist()
     return next((i for (i, _), ok in zip(tensors, flags) if not ok), None)
 
 
