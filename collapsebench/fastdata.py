@@ -292,10 +292,9 @@ class TensorBatchesPlugin(SupervisedPlugin):
         # it is used for one experience only, so it is not worth caching. Gathered when first
         # used: a plugin that brings its own loader (replay) throws this one away unread.
         avalanche_loader = strategy.dataloader  # unbuilt (leaneval) until the fallback needs it
-        fallback = (lambda: avalanche_loader.loader) if isinstance(avalanche_loader, DeferredLoader) else (
-            lambda: avalanche_loader)
-        strategy.dataloader = PendingTensorBatches(strategy.adapted_dataset, strategy.device, strategy.train_mb_size,
-                                                   shuffle, drop_last, fallback)
+        strategy.dataloader = PendingTensorBatches(
+            strategy.adapted_dataset, strategy.device, strategy.train_mb_size, shuffle, drop_last,
+            lambda: avalanche_loader.loader if isinstance(avalanche_loader, DeferredLoader) else avalanche_loader)
 
     def before_eval_exp(self, strategy, shuffle=False, **kwargs):
         # Keyed by the experience's own dataset: the adapted one is a new object at every call.
