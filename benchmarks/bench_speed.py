@@ -29,8 +29,9 @@ from one run to the next, this is the comparison that stays put; the time collap
 an experience outside its epochs (data loader, optimizer reset, end-of-epoch checks) is measured
 in the same runs and added.
 
-``--ablate`` adds a third table with the same pairing: the run as it is, against the run with
-Avalanche's epoch loop replaced (for the benchmark only) by the same loop written inline without
+``--ablate`` adds a third table with the same pairing: the run as it is (collapsebench's epoch
+loop, ``collapsebench/leanloop.py``), against the run with that loop replaced (for the benchmark
+only) by Avalanche's own ``SGDUpdate.training_epoch``, by Avalanche's loop written inline without
 its trigger methods, and by a bare loop that calls only the run's non-empty callbacks around
 forward, backward and step. It shows what the template's loop itself costs.
 
@@ -39,11 +40,11 @@ hand epochs paired inside collapsebench runs were found 9-11% slower than the ha
 collapsebench's epochs not (docs/performance.md), which is why the whole-run ratio is the
 user's figure.
 
-``--breakdown`` adds a table of one training step piece by piece: the run's loop (Avalanche's,
-written inline with a timer around every piece and every callback) and the hand loop, epochs
-taking turns over the same minibatches, each piece's median wall time per call. Medians of a few
-thousand calls of some microseconds hold still where whole epochs do not, so this is the table
-that shows where the overhead is.
+``--breakdown`` adds a table of one training step piece by piece: the run's loop (collapsebench's
+epoch loop, written inline with a timer around every piece and every callback) and the hand loop,
+epochs taking turns over the same minibatches, each piece's median wall time per call. Medians of
+a few thousand calls of some microseconds hold still where whole epochs do not, so this is the
+table that shows where the overhead is.
 
 When CUDA is available, a GPU section follows (wall time, synchronized): the same three ways
 with ``--device cuda``, the hand loop holding its tensors on the GPU as collapsebench's gathered
@@ -58,6 +59,7 @@ experiences do. Without CUDA it says why it is skipped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -175,8 +177,32 @@ def table(times: dict[str, list[float]]) -> str:
                     floatfmt=".3f")
 
 
+def loop_owners() -> tuple[type, ...]:
+    """The classes whose ``training_epoch`` a run may use: Avalanche's ``SGDUpdate`` and, where the
+    template's loop is that one, collapsebench's ``leanloop.LeanLoopMixin`` in front of it."""
+    from avalanche.training.templates.update_type.sgd_update import SGDUpdate
+
+    from collapsebench.leanloop import LeanLoopMixin
+
+    return SGDUpdate, LeanLoopMixin
+
+
+@contextlib.contextmanager
+def epoch_loop(make_loop):
+    """Every run's epoch loop replaced by ``make_loop(original)`` (for the benchmark only), then restored."""
+    owners = loop_owners()
+    originals = [owner.__dict__["training_epoch"] for owner in owners]
+    for owner, original in zip(owners, originals):
+        owner.training_epoch = make_loop(original)
+    try:
+        yield
+    finally:
+        for owner, original in zip(owners, originals):
+            owner.training_epoch = original
+
+
 class _EpochPairs:
-    """Wraps Avalanche's ``SGDUpdate.training_epoch`` for one run: each epoch is timed, and a hand-loop
+    """Wraps the run's epoch loop (:func:`loop_owners`) for one run: each epoch is timed, and a hand-loop
     epoch over the same experience's tensors is timed right before or after it (alternating)."""
 
     def __init__(self, model_factory, experiences, batch_size, lr, momentum, seed):
@@ -197,31 +223,29 @@ class _EpochPairs:
         return time.perf_counter() - started
 
     def __enter__(self):
-        from avalanche.training.templates.update_type.sgd_update import SGDUpdate
-
-        self._original = original = SGDUpdate.training_epoch
         pairs = self
 
-        def timed_training_epoch(strategy, **kwargs):
-            index = strategy.experience.current_experience
-            tensors = _run_tensors(strategy)
-            hand_first = len(pairs.pairs) % 2 == 0
-            hand = pairs.hand_epoch(index, tensors) if hand_first else None
-            started = time.perf_counter()
-            result = original(strategy, **kwargs)
-            ours = time.perf_counter() - started
-            if not hand_first:
-                hand = pairs.hand_epoch(index, tensors)
-            pairs.pairs.append((ours, hand))
-            return result
+        def timed(original):
+            def timed_training_epoch(strategy, **kwargs):
+                index = strategy.experience.current_experience
+                tensors = _run_tensors(strategy)
+                hand_first = len(pairs.pairs) % 2 == 0
+                hand = pairs.hand_epoch(index, tensors) if hand_first else None
+                started = time.perf_counter()
+                result = original(strategy, **kwargs)
+                ours = time.perf_counter() - started
+                if not hand_first:
+                    hand = pairs.hand_epoch(index, tensors)
+                pairs.pairs.append((ours, hand))
+                return result
+            return timed_training_epoch
 
-        SGDUpdate.training_epoch = timed_training_epoch
+        self._patch = epoch_loop(timed)
+        self._patch.__enter__()
         return self
 
     def __exit__(self, *exc):
-        from avalanche.training.templates.update_type.sgd_update import SGDUpdate
-
-        SGDUpdate.training_epoch = self._original
+        self._patch.__exit__(*exc)
 
 
 def _run_tensors(strategy):
@@ -345,23 +369,20 @@ def bare_epoch(strategy, **kwargs):
 
 def ablation(args, manager, registry, experiences, model_factory) -> str:
     """Paired epoch ratios of the run as it is and with its epoch loop replaced; the table as text."""
-    from avalanche.training.templates.update_type.sgd_update import SGDUpdate
     from tabulate import tabulate
 
-    loops = {"as run (Avalanche's epoch loop)": None, "the same loop inline, no trigger methods": inline_epoch,
+    avalanche_loop = loop_owners()[0].__dict__["training_epoch"]
+    loops = {"as run (collapsebench's lean loop)": None, "Avalanche's epoch loop": avalanche_loop,
+             "Avalanche's loop inline, no trigger methods": inline_epoch,
              "bare loop with the run's callbacks": bare_epoch}
     ratios = {name: [] for name in loops}
-    avalanche_loop = SGDUpdate.training_epoch
     for repeat in range(args.repeats):
         names = list(loops) if repeat % 2 == 0 else list(loops)[::-1]
         for name in names:
-            SGDUpdate.training_epoch = loops[name] or avalanche_loop
-            try:
+            with epoch_loop(lambda original: loops[name] or original):
                 with _EpochPairs(model_factory, experiences, args.batch_size, args.lr, args.momentum, repeat) as pairs:
                     collapsebench_run(manager, registry, args.data_root, args.epochs, args.batch_size, args.lr,
                                       args.momentum, seed=repeat)
-            finally:
-                SGDUpdate.training_epoch = avalanche_loop
             ratios[name].extend(ours / hand for ours, hand in pairs.pairs)
         print(f"[ablation] repeat {repeat + 1}/{args.repeats}")
     rows = []
@@ -390,22 +411,27 @@ class _StepClock:
 
 
 def timed_inline_epoch(clock: _StepClock, strategy, **kwargs):
-    """:func:`inline_epoch` with each piece of the step timed: the same calls in the same order, plus
-    one trigger method of an event without callbacks per step, to time what the template pays per event."""
-    from collapsebench.dispatch import PER_ITERATION, listeners
+    """``leanloop.LeanLoopMixin.training_epoch`` with each piece of the step timed: the same calls in
+    the same order (less its re-checks for a plugin list changed mid-iteration), plus one look-up of
+    an event without callbacks per step, to time what the loop pays per event."""
+    from collapsebench.dispatch import PER_ITERATION, callbacks_for, needs_empty_loss
+    from collapsebench.leanloop import criterion_as_loss
 
-    events = {event: listeners(strategy.plugins, event) for event in PER_ITERATION[:8]}
-    quiet = next((f"_{event}" for event, calls in events.items() if not calls), None)
+    events = PER_ITERATION[:8]
+    quiet = next((event for event in events if not callbacks_for(strategy, event)), None)
     t = clock.timed
 
     def callbacks(event):
-        for call in events[event]:
+        for call in callbacks_for(strategy, event):
             owner = getattr(call, "__self__", None)
             name = type(owner).__name__ if owner is not None else call.__qualname__.split(".")[0]
             t(f"callback {name}.{event}", call, strategy, **kwargs)
 
     def add_criterion():
         strategy.loss += strategy.criterion()
+
+    def criterion_loss():
+        strategy.loss = criterion_as_loss(strategy, strategy.criterion())
 
     iterator = iter(strategy.dataloader)
     while not strategy._stop_training:
@@ -416,11 +442,16 @@ def timed_inline_epoch(clock: _StepClock, strategy, **kwargs):
         t("_unpack_minibatch", strategy._unpack_minibatch)
         callbacks("before_training_iteration")
         t("zero_grad", strategy.optimizer.zero_grad)
-        strategy.loss = t("_make_empty_loss", strategy._make_empty_loss)
+        empty_loss = t("needs_empty_loss", needs_empty_loss, strategy)
+        if empty_loss:
+            strategy.loss = t("_make_empty_loss", strategy._make_empty_loss)
         callbacks("before_forward")
         strategy.mb_output = t("forward", strategy.forward)
         callbacks("after_forward")
-        t("loss += criterion", add_criterion)
+        if empty_loss:
+            t("loss += criterion", add_criterion)
+        else:
+            t("loss = criterion, as one element", criterion_loss)
         callbacks("before_backward")
         t("backward", strategy.backward)
         callbacks("after_backward")
@@ -429,7 +460,7 @@ def timed_inline_epoch(clock: _StepClock, strategy, **kwargs):
         callbacks("after_update")
         callbacks("after_training_iteration")
         if quiet is not None:
-            t("one trigger method, no callbacks (8 per step)", getattr(strategy, quiet))
+            t("look-up of an event without callbacks (8 per step)", callbacks_for, strategy, quiet)
         t("the clock itself (an empty call)", _nothing)
 
 
@@ -454,7 +485,6 @@ def timed_hand_epoch(clock: _StepClock, model, optimizer, criterion, inputs, tar
 
 def breakdown(args, manager, registry, experiences, model_factory) -> str:
     """Where a step's time goes, piece by piece, in collapsebench's loop and in the hand loop; the table as text."""
-    from avalanche.training.templates.update_type.sgd_update import SGDUpdate
     from tabulate import tabulate
 
     clock = _StepClock()
@@ -475,14 +505,10 @@ def breakdown(args, manager, registry, experiences, model_factory) -> str:
         if not hand_first:
             timed_hand_epoch(clock, hand_model, hand_optimizer, criterion, inputs, targets, args.batch_size)
 
-    avalanche_loop = SGDUpdate.training_epoch
-    SGDUpdate.training_epoch = epoch
-    try:
+    with epoch_loop(lambda original: epoch):
         for repeat in range(min(args.repeats, 3)):
             collapsebench_run(manager, registry, args.data_root, args.epochs, args.batch_size, args.lr, args.momentum,
                               seed=repeat)
-    finally:
-        SGDUpdate.training_epoch = avalanche_loop
     step = sum(clock.median_us(p) for p in clock.ns if p.startswith("hand: "))
     rows = [[piece, len(clock.ns[piece]), clock.median_us(piece), 100 * clock.median_us(piece) / step]
             for piece in clock.ns]

@@ -28,6 +28,8 @@ is idle until a stop is requested).
 
 A template that defines a per-iteration trigger method itself (Avalanche's DER and SCR replay
 inside ``_before_forward``) keeps it: :func:`own_triggers` puts it in front of the lean one.
+Where the template's epoch loop and trigger methods are all Avalanche's, ``leanloop`` runs the
+epoch and walks the same callback lists (:func:`callbacks_for`) without the trigger methods.
 """
 
 from __future__ import annotations
@@ -102,6 +104,9 @@ def listeners(plugins, event: str) -> list:
     return found
 
 
+_CACHE = "_collapsebench_listeners"
+
+
 def callbacks_changed(strategy) -> None:
     """Have ``strategy`` find its per-iteration callbacks again at its next event.
 
@@ -109,27 +114,61 @@ def callbacks_changed(strategy) -> None:
     handler: it only drops the strategy's cache, and a trigger running at that moment keeps
     the list it already holds.
     """
-    strategy.__dict__.pop("_collapsebench_listeners", None)
+    strategy.__dict__.pop(_CACHE, None)
 
 
 class LeanDispatchMixin:
     """Put before an Avalanche SGD template class: its per-iteration events skip empty callbacks."""
 
     #: A cache of this process, rebuilt from the plugins; checkpoints leave it out.
-    collapsebench_transient = ("_collapsebench_listeners",)
+    collapsebench_transient = (_CACHE,)
+
+
+def _cached(strategy, key, find, *args):
+    # Found again whenever strategy.plugins changed (list equality: same plugins, same order) or
+    # callbacks_changed dropped the cache; otherwise a dictionary look-up.
+    cache = strategy.__dict__.get(_CACHE)
+    if cache is None:
+        cache = strategy.__dict__[_CACHE] = {}
+    plugins = strategy.plugins
+    entry = cache.get(key)
+    if entry is None or entry[0] != plugins:
+        entry = cache[key] = (list(plugins), find(plugins, *args))
+    return entry[1]
+
+
+def callbacks_for(strategy, event: str) -> list:
+    """The callbacks of ``event`` that do something, for ``strategy``'s plugins as they are now."""
+    return _cached(strategy, event, listeners, event)
+
+
+#: The events between Avalanche's empty loss and the backward pass.
+BEFORE_BACKWARD = ("before_forward", "after_forward", "before_backward")
+
+
+def needs_empty_loss(strategy) -> bool:
+    """Whether a callback before the backward pass may rely on Avalanche's empty loss.
+
+    Avalanche's loop sets ``strategy.loss = torch.zeros(1)`` before the forward pass and adds the
+    criterion to it in place. A callback before the backward pass that reads the loss before the
+    criterion is added, or changes it in place (``strategy.loss += penalty``, as Avalanche's EWC
+    and LwF do), needs that fresh tensor. A plugin whose callbacks do neither (they replace the
+    loss, ``strategy.loss = strategy.loss + penalty``, or leave it alone) says so with
+    ``collapsebench_needs_empty_loss = False``; ``leanloop`` then uses the criterion's value as
+    the loss. Any other plugin with such a callback is assumed to need it.
+    """
+    return _cached(strategy, "needs empty loss", _needing_empty_loss)
+
+
+def _needing_empty_loss(plugins) -> bool:
+    return any(getattr(getattr(callback, "__self__", None), "collapsebench_needs_empty_loss", True)
+               for event in BEFORE_BACKWARD for callback in listeners(plugins, event))
 
 
 def _trigger(event: str):
-    # One function per event, with the lookup inline: it runs a dozen times per minibatch.
+    # One function per event: it runs a dozen times per minibatch.
     def trigger(self, **kwargs):
-        cache = self.__dict__.get("_collapsebench_listeners")
-        if cache is None:
-            cache = self.__dict__["_collapsebench_listeners"] = {}
-        plugins = self.plugins
-        entry = cache.get(event)
-        if entry is None or entry[0] != plugins:  # list equality: same plugins, same order
-            entry = cache[event] = (list(plugins), listeners(plugins, event))
-        for callback in entry[1]:
+        for callback in callbacks_for(self, event):
             callback(self, **kwargs)
 
     trigger.__name__ = trigger.__qualname__ = f"_{event}"
@@ -143,8 +182,9 @@ del _event
 
 
 def with_lean_dispatch(template_cls: type) -> type:
-    """``template_cls`` with :class:`LeanDispatchMixin` and ``leaneval.LeanEvalMixin`` in front, and
-    ``leanstep``'s minibatch methods where it has Avalanche's, as a named class of this module.
+    """``template_cls`` with :class:`LeanDispatchMixin` and ``leaneval.LeanEvalMixin`` in front,
+    ``leanstep``'s minibatch methods where it has Avalanche's, and ``leanloop.LeanLoopMixin``
+    where its epoch loop is Avalanche's, as a named class of this module.
 
     Named, not anonymous, so that Avalanche's checkpointing pickles instances by reference.
     """
@@ -152,12 +192,14 @@ def with_lean_dispatch(template_cls: type) -> type:
         return template_cls
     name = f"LeanDispatch_{template_cls.__module__.replace('.', '_')}_{template_cls.__qualname__.replace('.', '_')}"
     if name not in globals():
+        from collapsebench import leanloop
         from collapsebench.leaneval import LeanEvalMixin
         from collapsebench.leanstep import lean_step_methods
 
         namespace = {"__module__": __name__, "__qualname__": name, **lean_step_methods(template_cls),
                      **own_triggers(template_cls)}
-        globals()[name] = type(name, (LeanDispatchMixin, LeanEvalMixin, template_cls), namespace)
+        loop = (leanloop.LeanLoopMixin,) if leanloop.fits(template_cls) else ()
+        globals()[name] = type(name, (LeanDispatchMixin, *loop, LeanEvalMixin, template_cls), namespace)
     return globals()[name]
 
 

@@ -28,6 +28,8 @@ class OnlineAccuracy(SupervisedPlugin):
 
     #: Minibatches kept before they are counted: bounds the memory held to that many outputs.
     FLUSH_EVERY = 64
+    #: ``after_forward`` never reads ``strategy.loss`` (``dispatch.needs_empty_loss``).
+    collapsebench_needs_empty_loss = False
 
     def __init__(self):
         super().__init__()

@@ -22,6 +22,8 @@ def bench_speed():
 def test_every_epoch_is_paired_and_the_loop_is_restored(bench_speed, shared_mnist_root):
     from avalanche.training.templates.update_type.sgd_update import SGDUpdate
 
+    from collapsebench.leanloop import LeanLoopMixin
+
     from collapsebench.manager import build_manager
     from collapsebench.records import StreamContext
     from collapsebench.registry import Registry
@@ -32,11 +34,12 @@ def test_every_epoch_is_paired_and_the_loop_is_restored(bench_speed, shared_mnis
     context = StreamContext(seed=0, scenario="class", data_root=shared_mnist_root)
     experiences = bench_speed.stream_tensors(stream.factory(context, **stream.option_defaults()).benchmark)
     model_factory = lambda: mlp.factory((1, 28, 28), 10, False, **mlp.option_defaults())  # noqa: E731
-    avalanche_loop = SGDUpdate.training_epoch
+    loops = [owner.__dict__["training_epoch"] for owner in bench_speed.loop_owners()]
+    assert loops[0] is SGDUpdate.__dict__["training_epoch"] and loops[1] is LeanLoopMixin.__dict__["training_epoch"]
 
     with bench_speed._EpochPairs(model_factory, experiences, 64, 0.01, 0.9, seed=0) as pairs:
         train, _ = bench_speed.collapsebench_run(manager, registry, shared_mnist_root, 2, 64, 0.01, 0.9, seed=0)
-    assert SGDUpdate.training_epoch is avalanche_loop
+    assert [owner.__dict__["training_epoch"] for owner in bench_speed.loop_owners()] == loops  # restored
     assert len(pairs.pairs) == len(experiences) * 2  # 5 experiences, 2 epochs each
     assert all(ours > 0 and hand > 0 for ours, hand in pairs.pairs)
     # The hand epochs ran inside collapsebench's recorded training time, which therefore holds both.
@@ -62,28 +65,41 @@ def _run(shared_mnist_root, tmp_path, name):
     return {key: results[key] for key in ("accuracy_matrix", "online_accuracy", "summary", "metrics")}, (tmp_path / name / "model.pt").read_bytes()
 
 
-def test_the_inline_loop_trains_as_avalanches_loop(bench_speed, shared_mnist_root, tmp_path, monkeypatch):
-    """The ablation's "same loop inline" is the same computation: same accuracies, same weights."""
+def _ran_with(bench_speed, loop, shared_mnist_root, tmp_path, name):
+    ran = []
+
+    def counted(strategy, **kwargs):
+        ran.append(type(strategy).__name__)
+        return loop(strategy, **kwargs)
+
+    with bench_speed.epoch_loop(lambda original: counted):
+        result = _run(shared_mnist_root, tmp_path, name)
+    assert len(ran) == 5 and ran[0].startswith("LeanDispatch_")  # the run's loop was the one replaced
+    return result
+
+
+def test_the_ablations_loops_train_as_the_runs_loop(bench_speed, shared_mnist_root, tmp_path):
+    """The ablation's Avalanche loop and "Avalanche's loop inline" are the same computation as the
+    run's own loop: same accuracies, same weights."""
     from avalanche.training.templates.update_type.sgd_update import SGDUpdate
 
-    avalanche = _run(shared_mnist_root, tmp_path, "avalanche")
-    monkeypatch.setattr(SGDUpdate, "training_epoch", bench_speed.inline_epoch)
-    inline = _run(shared_mnist_root, tmp_path, "inline")
-    assert inline[0] == avalanche[0]
-    assert inline[1] == avalanche[1]
+    ours = _run(shared_mnist_root, tmp_path, "ours")
+    for name, loop in (("avalanche", SGDUpdate.__dict__["training_epoch"]), ("inline", bench_speed.inline_epoch)):
+        other = _ran_with(bench_speed, loop, shared_mnist_root, tmp_path, name)
+        assert other[0] == ours[0], name
+        assert other[1] == ours[1], name
 
 
-def test_the_timed_inline_loop_trains_as_avalanches_loop(bench_speed, shared_mnist_root, tmp_path, monkeypatch):
+def test_the_timed_inline_loop_trains_as_the_runs_loop(bench_speed, shared_mnist_root, tmp_path):
     """The breakdown's timed loop is the same computation, though it times every piece of the step."""
-    from avalanche.training.templates.update_type.sgd_update import SGDUpdate
-
-    avalanche = _run(shared_mnist_root, tmp_path, "avalanche")
+    ours = _run(shared_mnist_root, tmp_path, "ours")
     clock = bench_speed._StepClock()
-    monkeypatch.setattr(SGDUpdate, "training_epoch", lambda strategy, **kw: bench_speed.timed_inline_epoch(clock, strategy, **kw))
-    timed = _run(shared_mnist_root, tmp_path, "timed")
-    assert timed[0] == avalanche[0]
-    assert timed[1] == avalanche[1]
-    assert {"forward", "backward", "optimizer step", "callback OnlineAccuracy.after_forward"} <= set(clock.ns)
+    timed = _ran_with(bench_speed, lambda strategy, **kw: bench_speed.timed_inline_epoch(clock, strategy, **kw),
+                      shared_mnist_root, tmp_path, "timed")
+    assert timed[0] == ours[0]
+    assert timed[1] == ours[1]
+    assert {"forward", "backward", "optimizer step", "callback OnlineAccuracy.after_forward",
+            "loss = criterion, as one element"} <= set(clock.ns)
 
 
 def test_the_breakdown_times_the_same_minibatches_in_both_loops(bench_speed, shared_mnist_root):

@@ -54,6 +54,9 @@ class ContinualBackprop(SupervisedPlugin):
     that correction.
     """
 
+    #: Its forward callbacks only capture activations, never touching ``strategy.loss``.
+    collapsebench_needs_empty_loss = False
+
     def __init__(self, model, replacement_rate: float, maturity_threshold: int, decay_rate: float):
         super().__init__()
         if not 0.0 <= replacement_rate <= 1.0:

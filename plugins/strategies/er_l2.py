@@ -37,6 +37,10 @@ def mean_erank(outputs) -> torch.Tensor:
 
 
 class EffectiveRankL2(SupervisedPlugin):
+    #: Its forward callbacks only capture activations; ``before_backward`` replaces the loss
+    #: (``strategy.loss - beta * R``) rather than changing it in place.
+    collapsebench_needs_empty_loss = False
+
     def __init__(self, model, mode: str, beta: float, step_size: float, batch_size: int, weight_decay: float):
         super().__init__()
         if mode not in MODES:

@@ -32,6 +32,9 @@ def dormant(magnitude: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 class ReDo(SupervisedPlugin):
+    #: Its forward callbacks only capture activations, never touching ``strategy.loss``.
+    collapsebench_needs_empty_loss = False
+
     def __init__(self, model, every_n_steps: int, threshold: float, score_batches: int = 1):
         super().__init__()
         if every_n_steps < 1:

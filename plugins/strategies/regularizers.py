@@ -80,6 +80,9 @@ class L2Init(SupervisedPlugin):
     moves θ − θ₀ to (1 − 2ηλ)(θ − θ₀).
     """
 
+    #: ``before_backward`` replaces the loss (``strategy.loss + penalty``), never in place.
+    collapsebench_needs_empty_loss = False
+
     def __init__(self, coefficient: float):
         super().__init__()
         self.coefficient = _non_negative("l2_init", "coefficient", coefficient)
