@@ -431,7 +431,8 @@ def timed_inline_epoch(clock: _StepClock, strategy, **kwargs):
         strategy.loss += strategy.criterion()
 
     def criterion_loss():
-        strategy.loss = criterion_as_loss(strategy, strategy.criterion())
+        value = t("criterion", strategy.criterion)
+        strategy.loss = t("criterion as the one-element loss", criterion_as_loss, strategy, value)
 
     iterator = iter(strategy.dataloader)
     while not strategy._stop_training:
@@ -451,7 +452,7 @@ def timed_inline_epoch(clock: _StepClock, strategy, **kwargs):
         if empty_loss:
             t("loss += criterion", add_criterion)
         else:
-            t("loss = criterion, as one element", criterion_loss)
+            criterion_loss()
         callbacks("before_backward")
         t("backward", strategy.backward)
         callbacks("after_backward")
