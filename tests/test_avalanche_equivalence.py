@@ -159,6 +159,28 @@ def test_shuffled_epochs_hold_each_sample_once_in_both_loaders():
     assert not torch.equal(plain[0][0], fast[0][0])
 
 
+def test_an_epoch_shuffled_whole_cuts_the_same_minibatches_as_a_gather_per_minibatch(monkeypatch):
+    """Up to SHUFFLE_WHOLE_BYTES an epoch is gathered in shuffled order once and sliced; beyond,
+    each minibatch is gathered. Same seed, same minibatches, to the last bit."""
+    from collapsebench import fastdata
+
+    x = torch.randn(70, 5, generator=torch.Generator().manual_seed(0))
+    tensors = (x, torch.arange(70), torch.zeros(70, dtype=torch.long))
+
+    def epochs(limit):
+        monkeypatch.setattr(fastdata, "SHUFFLE_WHOLE_BYTES", limit)
+        torch.manual_seed(5)
+        loader = TensorBatches(tensors, batch_size=16, shuffle=True)
+        return [batch for _ in range(2) for batch in loader]
+
+    whole, per_minibatch = epochs(sum(t.nbytes for t in tensors)), epochs(sum(t.nbytes for t in tensors) - 1)
+    assert len(whole) == len(per_minibatch) == 10
+    for a, b in zip(whole, per_minibatch):
+        assert all(torch.equal(u, v) and u.is_contiguous() for u, v in zip(a, b))
+    assert all(t._base is not None for t in whole[0]) and all(t._base is None for t in per_minibatch[0])
+    assert sorted(torch.cat([y for _, y, _ in whole[:5]]).tolist()) == list(range(70))  # each sample once
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_replay_leaves_the_experiences_it_replaces_ungathered(monkeypatch):
     """Avalanche's ReplayPlugin swaps in its own loader from the second experience on: the
