@@ -98,7 +98,7 @@ def _iterate(guard, strategy, iterations, losses=None):
 def test_the_guard_names_the_iteration_of_the_first_non_finite_loss_at_its_next_check(loss, diverged):
     from collapsebench import divergence
 
-    every = divergence.PARAMETER_EVERY
+    every = divergence.LOSS_EVERY
     guard, strategy = divergence.DivergenceGuard(), _guarded_strategy()
     _iterate(guard, strategy, range(1, every), {5: loss, 9: torch.tensor(float("inf"))} if diverged else {5: loss})
     if diverged:
@@ -109,19 +109,29 @@ def test_the_guard_names_the_iteration_of_the_first_non_finite_loss_at_its_next_
         _iterate(guard, strategy, [every])
 
 
-def test_the_guard_checks_parameters_at_its_checks_and_at_the_end_of_an_epoch():
+def test_the_guard_checks_parameters_at_its_parameter_checks_and_at_the_end_of_an_epoch():
     from collapsebench import divergence
 
     every = divergence.PARAMETER_EVERY
+    assert every % divergence.LOSS_EVERY == 0 and every > divergence.LOSS_EVERY
     guard, strategy = divergence.DivergenceGuard(), _guarded_strategy()
     with torch.no_grad():
         strategy.model.weight[0, 0] = float("nan")
-    _iterate(guard, strategy, range(1, every))  # parameters are not read between checks
+    _iterate(guard, strategy, range(1, every))  # parameters are not read between, nor at the loss checks
     with pytest.raises(divergence.TrainingDiverged) as raised:
         _iterate(guard, strategy, [every])
     assert raised.value.what == "weight" and raised.value.iteration == every
 
     # An epoch that ends between checks: its losses and the parameters are read then.
+    guard, strategy = divergence.DivergenceGuard(), _guarded_strategy()
+    with torch.no_grad():
+        strategy.model.weight[0, 0] = float("nan")
+    _iterate(guard, strategy, range(1, 6))
+    strategy.clock.train_exp_iterations = 5
+    with pytest.raises(divergence.TrainingDiverged) as raised:
+        guard.after_training_epoch(strategy)
+    assert raised.value.what == "weight" and raised.value.iteration == 5
+
     guard, strategy = divergence.DivergenceGuard(), _guarded_strategy()
     _iterate(guard, strategy, range(1, 6), {3: torch.tensor(float("nan"))})
     strategy.clock.train_exp_iterations = 5
