@@ -415,7 +415,7 @@ def timed_inline_epoch(clock: _StepClock, strategy, **kwargs):
     the same order (less its re-checks for a plugin list changed mid-iteration), plus one look-up of
     an event without callbacks per step, to time what the loop pays per event."""
     from collapsebench.dispatch import PER_ITERATION, callbacks_for, needs_empty_loss
-    from collapsebench.leanloop import criterion_as_loss
+    from collapsebench.leanloop import uses_avalanches_backward, viewable
 
     events = PER_ITERATION[:8]
     quiet = next((event for event in events if not callbacks_for(strategy, event)), None)
@@ -432,8 +432,14 @@ def timed_inline_epoch(clock: _StepClock, strategy, **kwargs):
 
     def criterion_loss():
         value = t("criterion", strategy.criterion)
-        strategy.loss = t("criterion as the one-element loss", criterion_as_loss, strategy, value)
+        if t("viewable", viewable, strategy, value):
+            strategy.loss = t("criterion as the one-element loss", value.view, 1)
+            return value
+        strategy.loss = strategy._make_empty_loss()
+        strategy.loss += value
+        return None
 
+    avalanche_backward = uses_avalanches_backward(strategy)
     iterator = iter(strategy.dataloader)
     while not strategy._stop_training:
         try:
@@ -449,12 +455,16 @@ def timed_inline_epoch(clock: _StepClock, strategy, **kwargs):
         callbacks("before_forward")
         strategy.mb_output = t("forward", strategy.forward)
         callbacks("after_forward")
+        criterion = None
         if empty_loss:
             t("loss += criterion", add_criterion)
         else:
-            criterion_loss()
+            criterion = criterion_loss()
         callbacks("before_backward")
-        t("backward", strategy.backward)
+        if criterion is not None and not callbacks_for(strategy, "before_backward") and avalanche_backward:
+            t("backward (from the criterion)", criterion.backward, retain_graph=strategy.retain_graph)
+        else:
+            t("backward", strategy.backward)
         callbacks("after_backward")
         callbacks("before_update")
         t("optimizer step", strategy.optimizer_step)

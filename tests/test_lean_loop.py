@@ -214,3 +214,63 @@ def test_the_loss_device_cache_stays_out_of_checkpoints(monkeypatch):
     strategy, *_ = _train([], avalanche_loop=False)
     assert "_collapsebench_loss_device" in strategy.__dict__
     assert "_collapsebench_loss_device" in transient(strategy)
+
+
+def _backward_starts(monkeypatch):
+    """The shape of every tensor whose ``.backward`` is called from now on (the loss's or the criterion's)."""
+    shapes = []
+    original = torch.Tensor.backward
+
+    def recording(self, *args, **kwargs):
+        shapes.append(tuple(self.shape))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "backward", recording)
+    return shapes
+
+
+def test_with_nothing_between_criterion_and_backward_the_backward_starts_from_the_criterion(monkeypatch):
+    """The view's node is skipped (its gradient passes unchanged): the same weights as Avalanche's."""
+    with monkeypatch.context() as patch:
+        shapes = _backward_starts(patch)
+        lean = _train([], avalanche_loop=False)
+    assert shapes == [()] * 10  # the criterion's own value ...
+    assert all(shape == (1,) and is_view for _, shape, _, is_view in lean[1])  # ... strategy.loss still the view
+    _assert_same(lean, _train([], avalanche_loop=True, monkeypatch=monkeypatch))
+
+
+def test_a_callback_before_the_backward_pass_gets_the_backward_from_strategy_loss(monkeypatch):
+    """It may have hooked or replaced the loss: the backward is ``strategy.backward()``, as Avalanche's."""
+    hooked = []
+
+    def hook(plugin, strategy, **kwargs):
+        strategy.loss.register_hook(lambda grad: hooked.append(grad.clone()))
+
+    plugins = lambda: [_plugin(before_backward=hook, collapsebench_needs_empty_loss=False)]  # noqa: E731
+    with monkeypatch.context() as patch:
+        shapes = _backward_starts(patch)
+        lean = _train(plugins(), avalanche_loop=False)
+    assert shapes == [(1,)] * 10
+    assert len(hooked) == 10 and all(torch.equal(grad, torch.ones(1)) for grad in hooked)
+    _assert_same(lean, _train(plugins(), avalanche_loop=True, monkeypatch=monkeypatch))
+
+
+def test_a_template_or_strategy_with_its_own_backward_keeps_it(monkeypatch):
+    calls = []
+
+    class OwnBackward(_supervised()):
+        def backward(self):
+            calls.append("template")
+            super().backward()
+
+    lean = _train([], avalanche_loop=False, template=OwnBackward)
+    assert calls == ["template"] * 10
+    _assert_same(lean, _train([], avalanche_loop=True, template=OwnBackward, monkeypatch=monkeypatch))
+
+    calls.clear()
+
+    def patch_instance(plugin, strategy, **kwargs):
+        strategy.backward = lambda: (calls.append("instance"), strategy.loss.backward())
+
+    _train([_plugin(before_training_exp=patch_instance)], avalanche_loop=False)
+    assert calls == ["instance"] * 10
