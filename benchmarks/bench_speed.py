@@ -124,6 +124,7 @@ def collapsebench_run(manager, registry, data_root, epochs, batch_size, lr, mome
             "stream": "split-mnist", "model": "mlp", "strategy": "naive", "evaluators": [],
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum, "seed": seed,
             "data_root": str(data_root), "out": out, "probe_size": 100, "device": device,
+            "threads": torch.get_num_threads(),  # the hand loop's: a run sets its own, for itself only
         })
         result = execute(config, manager, registry, echo=lambda *a, **k: None)
     return result["timing"]["train"], result["timing"]["data"]

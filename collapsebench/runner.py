@@ -202,12 +202,17 @@ def execute(config: RunConfig, manager: PluginManager, registry: Registry, echo=
     first step), :func:`restore_progress` (a resumed run's finished experiences),
     :func:`train_experiences` (the loop) and :func:`finish_run` (the result and what it raises).
     """
-    run = build_run(config, manager, registry, echo=echo, resume=resume)
-    progress = restore_progress(run, trust_checkpoint, echo) if resume else Progress.fresh(run.build_seconds)
-    # Held until results.json is written: a signal during the final write waits for it.
-    with deferred_interrupts(run.stopper, hold=True):
-        status, outcome = train_experiences(run, progress, manager, echo)
-    return finish_run(run, progress, status, outcome, manager)
+    # The run's thread count is the run's: a notebook or a benchmark calling this keeps its own after.
+    threads = torch.get_num_threads()
+    try:
+        run = build_run(config, manager, registry, echo=echo, resume=resume)
+        progress = restore_progress(run, trust_checkpoint, echo) if resume else Progress.fresh(run.build_seconds)
+        # Held until results.json is written: a signal during the final write waits for it.
+        with deferred_interrupts(run.stopper, hold=True):
+            status, outcome = train_experiences(run, progress, manager, echo)
+        return finish_run(run, progress, status, outcome, manager)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass

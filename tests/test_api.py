@@ -71,9 +71,17 @@ def test_run_and_load_run_agree_and_resume_prints_no_avalanche_chatter(tmp_path,
     out, plugin = tmp_path / "run", tmp_path / "interrupt_once.py"
     plugin.write_text(INTERRUPT_ONCE)
     monkeypatch.setenv("COLLAPSEBENCH_TEST_INTERRUPT", "1")
-    with pytest.raises(KeyboardInterrupt):
-        collapsebench.run({"strategy": "interrupt_once", "epochs": 1}, probe_size=50, evaluators=[],
-                          plugins=[str(plugin)], out=str(out), echo=None)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            collapsebench.run({"strategy": "interrupt_once", "epochs": 1}, probe_size=50, evaluators=[],
+                              plugins=[str(plugin)], out=str(out), echo=None, threads=1)
+        assert torch.get_num_threads() == 2  # the run's one thread was the run's only, even when interrupted
+    finally:
+        torch.set_num_threads(threads)
     assert collapsebench.load_run(out).status == "partial"
     lines = []
     resumed = collapsebench.run(resume=out, echo=lines.append)
@@ -85,7 +93,12 @@ def test_run_and_load_run_agree_and_resume_prints_no_avalanche_chatter(tmp_path,
     loaded = collapsebench.load_run(out)
     assert dict(loaded) == dict(resumed) == json.loads((out / "results.json").read_text())
     assert len(loaded.accuracy_matrix) == 5 and loaded["config"]["strategy"] == "interrupt_once"
-    again = collapsebench.run(resume=out, echo=lines.append)  # complete: answered without training
+    torch.set_num_threads(3)
+    try:
+        again = collapsebench.run(resume=out, echo=lines.append)  # complete: answered without training
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
     assert again.accuracy_matrix == loaded.accuracy_matrix and "already complete" in lines[-1]
 
 
