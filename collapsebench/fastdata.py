@@ -64,6 +64,7 @@ class TensorBatches:
         # runs stay reproducible from the run's seed.
         order = torch.randperm(n) if self.shuffle else None
         tensors = self.tensors
+        whole = None  # (the unshuffled tensors, the permutation) where the epoch is one shuffled copy
         if order is not None:
             # One copy of the permutation per epoch to the tensors' device; the minibatches are
             # then cut there, with no copy from host memory per step (a no-op on the CPU).
@@ -72,13 +73,22 @@ class TensorBatches:
                 # The epoch in shuffled order, in one gather per tensor: each minibatch is then a
                 # slice of it, where a gather per minibatch cost more than its copy (the same rows).
                 # index_select, not t[order]: fancy indexing was 100x slower on busy CPUs here.
+                whole = (tensors, order)
                 tensors, order = [t.index_select(0, order) for t in tensors], None
         devices = {t.device for t in tensors}
         device = devices.pop() if len(devices) == 1 else None
+        last = (n // self.batch_size - 1 if self.drop_last else (n - 1) // self.batch_size) * self.batch_size
         for start in range(0, n, self.batch_size):
             if self.drop_last and start + self.batch_size > n:
                 break
-            if order is None:
+            if whole is not None and start == last:
+                # The last minibatch is gathered, not sliced: the template holds it past the epoch,
+                # and as a slice it would keep the shuffled copy alive while the next epoch makes
+                # its own (two copies of the experience at once).
+                (originals, permutation), whole, tensors = whole, None, None
+                index = permutation[start : start + self.batch_size]
+                batch = [t.index_select(0, index) for t in originals]
+            elif order is None:
                 batch = [t[start : start + self.batch_size] for t in tensors]
             else:
                 index = order[start : start + self.batch_size]

@@ -181,6 +181,23 @@ def test_an_epoch_shuffled_whole_cuts_the_same_minibatches_as_a_gather_per_minib
     assert sorted(torch.cat([y for _, y, _ in whole[:5]]).tolist()) == list(range(70))  # each sample once
 
 
+@pytest.mark.parametrize("n, drop_last", [(70, False), (64, False), (70, True), (10, False)])
+def test_no_minibatch_left_after_an_epoch_shuffled_whole_holds_its_copy(n, drop_last):
+    """The template holds the epoch's last minibatch into the next epoch: gathered on its own, it
+    lets the shuffled copy go before the next epoch makes its own (one copy at a time, not two)."""
+    x = torch.randn(n, 5, generator=torch.Generator().manual_seed(0))
+    tensors = (x, torch.arange(n), torch.zeros(n, dtype=torch.long))
+    torch.manual_seed(5)
+    batches = list(TensorBatches(tensors, batch_size=16, shuffle=True, drop_last=drop_last))
+    *sliced, last = batches
+    epoch_bytes = n * 5 * 4
+    assert all(b[0].untyped_storage().nbytes() == epoch_bytes for b in sliced)  # views of the copy
+    assert all(t._base is None and t.untyped_storage().nbytes() == t.nbytes for t in last)
+    assert len(last[1]) == (16 if drop_last or n % 16 == 0 else n % 16)
+    seen = torch.cat([y for _, y, _ in batches]).tolist()
+    assert len(set(seen)) == len(seen) == (n // 16 * 16 if drop_last else n)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_replay_leaves_the_experiences_it_replaces_ungathered(monkeypatch):
     """Avalanche's ReplayPlugin swaps in its own loader from the second experience on: the
