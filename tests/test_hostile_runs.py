@@ -255,7 +255,10 @@ def test_sigterm_stops_at_a_safe_point_with_a_partial_result(tmp_path):
     assert (tmp_path / "checkpoint.pkl").exists()
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+# SIGINT's variant is slow-only: the same deferral as SIGTERM's, and Ctrl-C's own stop path is in
+# tests/test_resume.py; each variant is a real run of 8-17 s.
+@pytest.mark.parametrize("signum, code", [pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow),
+                                          (signal.SIGTERM, 143)])
 def test_a_signal_during_the_final_write_still_leaves_results_and_model(tmp_path, signum, code):
     process = spawn("run", "--plugin", HOSTILE / "slow_final_write.py", *ONE_EPOCH, "--out", tmp_path,
                     env={"HOSTILE_SLOW_WRITE": "1"})
