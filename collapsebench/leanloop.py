@@ -20,7 +20,7 @@ in two things only:
   ``before_backward`` callback) and the template's ``backward`` is Avalanche's, the backward pass
   starts from the criterion, not from its one-element view. Nothing can have seen the view by
   then (no hook, no in-place change), the view's node would pass the gradient on unchanged, and
-  going through it cost some 13 microseconds per step here, a point of a small MLP's step
+  going through it cost some 6 microseconds per step of the benchmark's MLP, half a point
   (docs/performance.md). Autograd hooks that run during the backward pass still find
   ``strategy.loss`` set to the view, as before.
 
@@ -32,6 +32,8 @@ silently replaced by this copy.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -62,16 +64,16 @@ def criterion_as_loss(strategy, criterion):
     return loss
 
 
+@functools.cache
+def _avalanches_backward():
+    from avalanche.training.templates.base_sgd import BaseSGDTemplate
+
+    return BaseSGDTemplate.__dict__["backward"]
+
+
 def uses_avalanches_backward(strategy) -> bool:
     """Whether ``strategy.backward()`` is Avalanche's ``self.loss.backward(retain_graph=self.retain_graph)``."""
-    if not _BACKWARD:
-        from avalanche.training.templates.base_sgd import BaseSGDTemplate
-
-        _BACKWARD.append(BaseSGDTemplate.__dict__["backward"])
-    return getattr(type(strategy), "backward", None) is _BACKWARD[0] and "backward" not in strategy.__dict__
-
-
-_BACKWARD: list = []
+    return getattr(type(strategy), "backward", None) is _avalanches_backward() and "backward" not in strategy.__dict__
 
 
 class LeanLoopMixin:
